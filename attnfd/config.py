@@ -1,0 +1,209 @@
+"""The training config: plain values only, so a study can search any of them.
+
+Fields left at ``None`` take the data set's recipe from ``PRESETS`` (the paper's for VOC and
+Cityscapes, a short CPU recipe for ``shapes``). ``TrainConfig.from_dict`` rejects unknown
+keys and bad values with one line that names the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from attnfd.models.backbones import BACKBONES
+from attnfd.models.deeplabv3plus import TAPS
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message is one line naming the field."""
+
+
+ALPHA_SCHEDULES = ("constant", "linear", "cosine", "step")
+TEACHER_GATES = ("learned", "parameter_free", "untrained")
+NORMS = ("channel", "tensor")
+TAP_RELUS = ("pre", "post")
+LR_SCHEDULES = ("cosine", "poly")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # short CPU recipe; the teacher gets a larger budget because a from-scratch ResNet-101
+    # needs more epochs than the students to pull ahead
+    "shapes": dict(
+        image_size=64, train_size=512, val_size=128, output_stride=16, head_channels=128,
+        aspp_rates=(1, 2, 3), epochs=8, teacher_epochs=16, batch_size=16, lr=0.02,
+        weight_decay=1e-4, alpha=1.0, workers=0,
+    ),
+    # the paper's recipes (section 4.2) and the official code's weight decay
+    "voc": dict(
+        image_size=513, output_stride=16, head_channels=256, aspp_rates=(6, 12, 18), epochs=120,
+        teacher_epochs=120, batch_size=6, lr=0.007, weight_decay=5e-4, alpha=1.0, workers=4,
+    ),
+    "cityscapes": dict(
+        image_size=(512, 1024), output_stride=16, head_channels=256, aspp_rates=(6, 12, 18),
+        epochs=50, teacher_epochs=50, batch_size=4, lr=0.01, weight_decay=5e-4, alpha=10.0, workers=4,
+    ),
+}
+
+
+@dataclass
+class TrainConfig:
+    role: str = "student"
+    dataset: str = "shapes"
+    data_root: str | None = None
+    backbone: str | None = None
+    teacher_backbone: str = "resnet101"
+    backbone_weights: str | None = None
+    teacher_backbone_weights: str | None = None
+    output_stride: int | None = None
+    head_channels: int | None = None
+    aspp_rates: tuple[int, ...] | None = None
+    image_size: Any = None
+    train_size: int | None = None
+    val_size: int | None = None
+    data_seed: int = 0
+    distill: str | None = None
+    alpha: float | None = None
+    alpha_schedule: str = "constant"
+    alpha_decay_start: float = 0.5
+    layers: tuple[str, ...] = TAPS
+    teacher_gate: str = "learned"
+    norm: str = "channel"
+    tap_relu: str = "pre"
+    epochs: int | None = None
+    teacher_epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float | None = None
+    head_lr_mult: float = 10.0
+    lr_schedule: str = "cosine"
+    eval_every: int = 1
+    seed: int = 0
+    teacher_seed: int = 0
+    workers: int | None = None
+    device: str = "auto"
+    amp: bool = True
+    out_dir: str | None = None
+    cache_dir: str | None = None
+    teacher_checkpoint: str | None = None
+    resume: str | None = None
+    # the model carries a CBAM on each tap in its forward path (a teacher for teacher_gate=learned)
+    tap_gates: bool = False
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None = None) -> "TrainConfig":
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+        return cls(**values).resolved()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def num_classes(self) -> int:
+        from attnfd.data import dataset_num_classes
+
+        return dataset_num_classes(self.dataset)
+
+    @property
+    def distilling(self) -> bool:
+        return self.role == "student" and bool(self.distill)
+
+    def resolved(self) -> "TrainConfig":
+        """Fill the data set's recipe into unset fields, normalise types, and validate."""
+        if self.dataset not in PRESETS:
+            raise ConfigError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(PRESETS)}")
+        c = dataclasses.replace(self)
+        for key, value in PRESETS[c.dataset].items():
+            if getattr(c, key) is None:
+                setattr(c, key, value)
+        if c.backbone is None:
+            c.backbone = c.teacher_backbone if c.role == "teacher" else "resnet18"
+        if isinstance(c.layers, str):
+            c.layers = tuple(s.strip() for s in c.layers.split(",") if s.strip())
+        c.layers = tuple(c.layers)
+        c.aspp_rates = tuple(int(r) for r in c.aspp_rates)
+        if isinstance(c.image_size, list):
+            c.image_size = tuple(c.image_size)
+        c.validate()
+        return c
+
+    def validate(self) -> None:
+        def check(ok: bool, message: str) -> None:
+            if not ok:
+                raise ConfigError(message)
+
+        check(self.role in ("teacher", "student"), f"role must be teacher or student, got {self.role!r}")
+        for name in ("backbone", "teacher_backbone"):
+            value = getattr(self, name)
+            check(value in BACKBONES, f"unknown {name} {value!r}; choose one of {', '.join(BACKBONES)}")
+        check(self.output_stride in (8, 16), f"output_stride must be 8 or 16, got {self.output_stride}")
+        check(len(self.layers) > 0, "layers must name at least one of backbone, encoder, decoder")
+        bad = [t for t in self.layers if t not in TAPS]
+        check(not bad, f"unknown layer(s) {', '.join(bad)}; choose from {', '.join(TAPS)}")
+        check(len(set(self.layers)) == len(self.layers), f"layers repeats a name: {','.join(self.layers)}")
+        check(self.alpha >= 0, f"alpha must be >= 0, got {self.alpha}")
+        check(self.alpha_schedule in ALPHA_SCHEDULES, f"alpha_schedule must be one of {', '.join(ALPHA_SCHEDULES)}, got {self.alpha_schedule!r}")
+        check(0 <= self.alpha_decay_start < 1, f"alpha_decay_start must be in [0, 1), got {self.alpha_decay_start}")
+        check(self.teacher_gate in TEACHER_GATES, f"teacher_gate must be one of {', '.join(TEACHER_GATES)}, got {self.teacher_gate!r}")
+        check(self.norm in NORMS, f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+        check(self.tap_relu in TAP_RELUS, f"tap_relu must be pre or post, got {self.tap_relu!r}")
+        check(self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be cosine or poly, got {self.lr_schedule!r}")
+        for name in ("epochs", "teacher_epochs", "batch_size", "eval_every", "head_channels"):
+            check(int(getattr(self, name)) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        # BatchNorm in the ASPP pooling branch cannot train on one image
+        check(self.batch_size >= 2, f"batch_size must be >= 2 (BatchNorm on a 1x1 map), got {self.batch_size}")
+        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        for name in ("backbone_weights", "teacher_backbone_weights", "teacher_checkpoint"):
+            path = getattr(self, name)
+            check(path is None or Path(path).is_file(), f"{name} not found: {path}")
+        check(self.resume is None or Path(self.resume).exists(), f"resume checkpoint not found: {self.resume}")
+        if self.distilling:
+            from attnfd.distill import parse_distill_spec
+
+            try:
+                parse_distill_spec(self.distill)
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+
+    def resolve_cache_dir(self) -> Path:
+        return Path(self.cache_dir or os.environ.get("ATTNFD_CACHE") or Path.home() / ".cache" / "attnfd")
+
+
+# fields that say how a teacher is made; two configs equal on these share one teacher
+TEACHER_CONTENT_FIELDS = (
+    "dataset", "data_root", "backbone", "backbone_weights", "output_stride", "head_channels", "aspp_rates",
+    "image_size", "train_size", "val_size", "data_seed", "epochs", "batch_size", "lr", "momentum",
+    "nesterov", "weight_decay", "head_lr_mult", "lr_schedule", "seed", "tap_gates",
+)
+
+
+def teacher_config(student: TrainConfig) -> TrainConfig:
+    """The config that trains the teacher a distillation run needs."""
+    return TrainConfig(
+        role="teacher", dataset=student.dataset, data_root=student.data_root, backbone=student.teacher_backbone,
+        teacher_backbone=student.teacher_backbone, backbone_weights=student.teacher_backbone_weights,
+        output_stride=student.output_stride, head_channels=student.head_channels, aspp_rates=student.aspp_rates,
+        image_size=student.image_size, train_size=student.train_size, val_size=student.val_size,
+        data_seed=student.data_seed, epochs=student.teacher_epochs, teacher_epochs=student.teacher_epochs,
+        batch_size=student.batch_size, lr=student.lr, momentum=student.momentum, nesterov=student.nesterov,
+        weight_decay=student.weight_decay, head_lr_mult=student.head_lr_mult, lr_schedule=student.lr_schedule,
+        eval_every=student.eval_every, seed=student.teacher_seed, workers=student.workers, device=student.device,
+        amp=student.amp, cache_dir=student.cache_dir, tap_gates=student.teacher_gate == "learned",
+    ).resolved()
+
+
+def content_key(config: TrainConfig) -> str:
+    """A digest of what determines a trained teacher: architecture, data set and recipe."""
+    content = {name: getattr(config, name) for name in TEACHER_CONTENT_FIELDS}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]

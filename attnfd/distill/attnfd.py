@@ -1,0 +1,103 @@
+"""AttnFD: distil CBAM-refined feature maps (Mansourian et al., paper eqs. 1-6).
+
+Per chosen tap k, the student map goes through its own CBAM and a 1x1 conv + BN connector
+to the teacher's channels, is resized to the teacher's map when sizes differ, and both
+sides are normalised; the loss is the squared distance between them, summed over taps.
+
+Where the paper and the official code (AmirMansurian/AttnFD) differ, both are options:
+
+- ``teacher_gate``: ``learned`` (paper: the teacher trained with a CBAM on each tap in its
+  forward path, frozen with it), ``parameter_free`` (the official code's unused teacher
+  mode) or ``untrained`` (the official code as released: a random learnable CBAM that is
+  never optimised);
+- ``norm``: ``channel`` (paper eq. 5, each pixel's vector unit length; the loss is the mean
+  over pixels of the squared distance, in [0, 4] per tap) or ``tensor`` (official code:
+  each map divided by the L2 norm of the whole batch tensor, squared distance summed and
+  divided by the batch size; it depends on the batch size);
+- ``tap_relu``: ``pre`` (paper) or ``post`` (official code for encoder and decoder).
+
+Not reproduced from the official code, on purpose: connectors trained only in epoch 0, the
+teacher left in train mode with gradients flowing into it, the student's channel MLP left
+out of the optimiser, dropout inside the decoder tap. Here the student CBAM and the
+connectors train all along at the head learning rate and the teacher is frozen.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnfd.cbam import CBAM, ParameterFreeCBAM
+from attnfd.config import ConfigError
+from attnfd.distill import register_distiller
+from attnfd.distill.base import Distiller
+
+
+def normalise(x: torch.Tensor, norm: str) -> torch.Tensor:
+    if norm == "channel":
+        return F.normalize(x, dim=1, eps=1e-12)
+    return x / x.flatten().norm(p=2).clamp_min(1e-12)
+
+
+def attention_distance(student: torch.Tensor, teacher: torch.Tensor, norm: str) -> torch.Tensor:
+    """Squared distance between two normalised refined maps of the same shape."""
+    diff = (normalise(student, norm) - teacher).pow(2)
+    if norm == "channel":
+        return diff.sum(dim=1).mean()
+    return diff.sum() / student.shape[0]
+
+
+def _connector(cin: int, cout: int) -> nn.Sequential:
+    conv = nn.Conv2d(cin, cout, 1, bias=False)
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    return nn.Sequential(conv, nn.BatchNorm2d(cout))
+
+
+@register_distiller
+class AttnFD(Distiller):
+    name = "attnfd"
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, config):
+        super().__init__(student, teacher, config)
+        self.layers = tuple(config.layers)
+        self.norm = config.norm
+        self.post_relu = config.tap_relu == "post"
+        s_ch, t_ch = student.tap_channels, teacher.tap_channels
+        self.student_gates = nn.ModuleDict({k: CBAM(s_ch[k]) for k in self.layers})
+        self.connectors = nn.ModuleDict({k: _connector(s_ch[k], t_ch[k]) for k in self.layers})
+        if config.teacher_gate == "learned":
+            if getattr(teacher, "gates", None) is None:
+                raise ConfigError("teacher_gate=learned needs a teacher trained with tap_gates=True")
+            # the teacher's own gates: held outside the module tree so they are neither
+            # optimised nor saved twice (they live in the teacher's checkpoint)
+            self._teacher_gates = {k: teacher.gates[k] for k in self.layers}
+        elif config.teacher_gate == "parameter_free":
+            self._teacher_gates = {k: ParameterFreeCBAM() for k in self.layers}
+        else:
+            self.untrained_teacher_gates = nn.ModuleDict({k: CBAM(t_ch[k]) for k in self.layers})
+            self.untrained_teacher_gates.requires_grad_(False)
+            self._teacher_gates = dict(self.untrained_teacher_gates.items())
+
+    def _tap(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x) if self.post_relu and name != "backbone" else x
+
+    def teacher_targets(self, logits, taps):
+        return {k: normalise(self._teacher_gates[k](self._tap(k, taps[k])), self.norm) for k in self.layers}
+
+    def forward(self, logits, taps, teacher, labels):
+        parts = {}
+        for k in self.layers:
+            refined = self.connectors[k](self.student_gates[k](self._tap(k, taps[k])))
+            target = teacher[k]
+            if refined.shape[-2:] != target.shape[-2:]:
+                refined = F.interpolate(refined, size=target.shape[-2:], mode="bilinear", align_corners=False)
+            parts[f"attnfd.{k}"] = attention_distance(refined, target, self.norm)
+        return parts
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        # frozen teacher-side gates never leave eval mode
+        for gate in self._teacher_gates.values():
+            gate.eval()
+        return self

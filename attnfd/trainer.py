@@ -1,0 +1,236 @@
+"""``fit(config, report)``: teacher training, plain student training and distillation.
+
+The recipe follows the paper (section 4.2) and torchvision's segmentation reference: SGD
+with momentum, weight decay, the head (ASPP, decoder, classifier, distiller modules) at 10x
+the backbone's learning rate, a per-iteration cosine (or poly) schedule, cross-entropy with
+255 ignored, and single-scale evaluation on the whole validation split.
+
+After each epoch the run's whole state is written to ``<out_dir>/checkpoint`` and
+``report(metrics, checkpoint_dir)`` is called; ``config.resume`` pointing at such a folder
+continues the run as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from attnfd import checkpoint as ckpt
+from attnfd.config import ConfigError, TrainConfig
+from attnfd.data import build_dataset
+from attnfd.distill import build_distillers
+from attnfd.metrics import IGNORE_INDEX, ConfusionMatrix
+from attnfd.models import build_model
+from attnfd.schedules import alpha_at, lr_factor
+from attnfd.teachers import load_model, prepare_teacher
+
+Report = Callable[[dict, str], None]
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name} asked for, but CUDA is not available")
+    return torch.device(name)
+
+
+def _loader(dataset, config: TrainConfig, device: torch.device, train: bool) -> DataLoader:
+    # DistributedSampler with one replica is a seeded, per-epoch shuffle (set_epoch) that a
+    # resumed run replays exactly; several processes get disjoint shards from it as well
+    sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=train, seed=config.seed, drop_last=False)
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size if train else max(1, config.batch_size),
+        sampler=sampler,
+        num_workers=config.workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=config.workers > 0,
+        # BatchNorm cannot train on a last batch of one image
+        drop_last=train,
+    )
+
+
+def _optimizer(config: TrainConfig, model: nn.Module, distillers: nn.ModuleDict) -> torch.optim.Optimizer:
+    backbone = [p for p in model.backbone.parameters() if p.requires_grad]
+    head = [p for p in model.head_parameters() if p.requires_grad]
+    head += [p for p in distillers.parameters() if p.requires_grad]
+    groups = [{"params": backbone, "lr": config.lr}, {"params": head, "lr": config.lr * config.head_lr_mult}]
+    return torch.optim.SGD(
+        groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay
+    )
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device, amp: bool = False) -> dict:
+    model.eval()
+    matrix = ConfusionMatrix(num_classes)
+    for images, labels in tqdm(loader, desc="eval", leave=False, disable=None):
+        images = images.to(device, non_blocking=True)
+        with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+            logits, _ = model(images)
+        matrix.update(labels, logits.argmax(1))
+    return matrix.compute()
+
+
+class Run:
+    """The state of one training run, built from a resolved config."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.amp = config.amp and self.device.type == "cuda"
+        ckpt.seed_everything(config.seed)
+        self.train_set = build_dataset(config, "train")
+        self.val_set = build_dataset(config, "val")
+        if len(self.train_set) < config.batch_size:
+            raise ConfigError(f"the train split has {len(self.train_set)} images, fewer than batch_size {config.batch_size}")
+        self.train_loader = _loader(self.train_set, config, self.device, train=True)
+        self.val_loader = _loader(self.val_set, config, self.device, train=False)
+        self.model = build_model(config).to(self.device)
+        self.teacher = None
+        self.distillers = nn.ModuleDict()
+        self.weights: dict[str, float] = {}
+        if config.distilling:
+            self.teacher, _ = load_model(prepare_teacher(config), self.device)
+            self.teacher.eval().requires_grad_(False)
+            for name, (distiller, weight) in build_distillers(config.distill, self.model, self.teacher, config).items():
+                self.distillers[name] = distiller.to(self.device)
+                self.weights[name] = weight
+        if self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+            if self.teacher is not None:
+                self.teacher.to(memory_format=torch.channels_last)
+        self.optimizer = _optimizer(config, self.model, self.distillers)
+        self.steps_per_epoch = len(self.train_loader)
+        self.total_steps = config.epochs * self.steps_per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(config.lr_schedule, step / self.total_steps)
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.epoch = 0
+        self.history: list[dict] = []
+
+    def state_dict(self) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "distillers": self.distillers.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "history": self.history,
+            "rng": ckpt.rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.distillers.load_state_dict(state["distillers"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch = state["epoch"]
+        self.history = list(state["history"])
+        ckpt.set_rng_state(state["rng"])
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor, progress: float) -> dict[str, torch.Tensor]:
+        with torch.autocast(self.device.type, enabled=self.amp):
+            logits, taps = self.model(images)
+            parts = {"ce": F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)}
+            loss = parts["ce"]
+            if self.teacher is not None:
+                with torch.inference_mode():
+                    t_logits, t_taps = self.teacher(images)
+                    targets = {n: d.teacher_targets(t_logits, t_taps) for n, d in self.distillers.items()}
+                # inference tensors cannot be saved for backward; a clone outside
+                # inference mode is an ordinary tensor that still carries no graph
+                targets = {n: {k: v.clone() for k, v in t.items()} for n, t in targets.items()}
+                alpha = alpha_at(self.config.alpha, self.config.alpha_schedule, progress, self.config.alpha_decay_start)
+                for name, distiller in self.distillers.items():
+                    for part, value in distiller(logits, taps, targets[name], labels).items():
+                        parts[part] = value
+                        loss = loss + alpha * self.weights[name] * value
+        parts["loss"] = loss
+        return parts
+
+    def train_epoch(self) -> dict:
+        self.model.train()
+        self.distillers.train()
+        self.train_loader.sampler.set_epoch(self.epoch)
+        sums: dict[str, float] = {}
+        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{self.config.epochs}", leave=False, disable=None)
+        for step, (images, labels) in enumerate(bar):
+            images = images.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+            if self.device.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last)
+            progress = (self.epoch * self.steps_per_epoch + step) / self.total_steps
+            parts = self._step(images, labels, progress)
+            loss = parts["loss"]
+            value = loss.item()
+            if not math.isfinite(value):
+                detail = ", ".join(f"{k}={v.item():.4g}" for k, v in parts.items())
+                raise NonFiniteLossError(f"loss is {value} at epoch {self.epoch + 1}, step {step + 1} ({detail})")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            bar.set_postfix(loss=f"{value:.3f}")
+        row = {f"loss_{k}" if k != "loss" else "loss": v / self.steps_per_epoch for k, v in sums.items()}
+        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        if self.teacher is not None:
+            end = (self.epoch + 1) / self.config.epochs
+            row["alpha"] = alpha_at(self.config.alpha, self.config.alpha_schedule, end, self.config.alpha_decay_start)
+        return row
+
+
+def _resolve(config: TrainConfig | dict) -> TrainConfig:
+    if isinstance(config, TrainConfig):
+        return config.resolved()
+    return TrainConfig.from_dict(config)
+
+
+def fit(config: TrainConfig | dict, report: Report | None = None) -> dict:
+    """Train as the config says; returns the last epoch's metrics.
+
+    ``report(metrics, checkpoint_dir)`` is called after every epoch with the folder that
+    holds the run's full state at that point.
+    """
+    config = _resolve(config)
+    out_dir = Path(config.out_dir) if config.out_dir else Path(tempfile.mkdtemp(prefix="attnfd-"))
+    run = Run(dataclasses.replace(config, out_dir=str(out_dir)))
+    if config.resume:
+        run.load_state_dict(ckpt.load(config.resume))
+    checkpoint_dir = out_dir / "checkpoint"
+    while run.epoch < config.epochs:
+        start = time.perf_counter()
+        row = {"epoch": run.epoch + 1, **run.train_epoch()}
+        run.epoch += 1
+        if run.epoch % config.eval_every == 0 or run.epoch == config.epochs:
+            row.update(evaluate(run.model, run.val_loader, config.num_classes, run.device, run.amp))
+        row["seconds"] = time.perf_counter() - start
+        run.history.append(row)
+        ckpt.atomic_save(run.state_dict(), checkpoint_dir / ckpt.STATE_FILE)
+        if report is not None:
+            report(row, str(checkpoint_dir))
+    final = {"config": config.to_dict(), "model": run.model.state_dict(), "history": run.history}
+    ckpt.atomic_save(final, out_dir / ckpt.MODEL_FILE)
+    return run.history[-1] if run.history else {}
