@@ -94,6 +94,9 @@ class Run:
         self.config = config
         self.device = resolve_device(config.device)
         self.amp = config.amp and self.device.type == "cuda"
+        # the teacher first: training it reseeds, and a run must not depend on whether
+        # its teacher was cached or trained just now
+        teacher_file = prepare_teacher(config) if config.distilling else None
         ckpt.seed_everything(config.seed)
         self.train_set = build_dataset(config, "train")
         self.val_set = build_dataset(config, "val")
@@ -105,8 +108,8 @@ class Run:
         self.teacher = None
         self.distillers = nn.ModuleDict()
         self.weights: dict[str, float] = {}
-        if config.distilling:
-            self.teacher, _ = load_model(prepare_teacher(config), self.device)
+        if teacher_file is not None:
+            self.teacher, _ = load_model(teacher_file, self.device)
             self.teacher.eval().requires_grad_(False)
             for name, (distiller, weight) in build_distillers(config.distill, self.model, self.teacher, config).items():
                 self.distillers[name] = distiller.to(self.device)

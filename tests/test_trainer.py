@@ -1,0 +1,96 @@
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from attnfd import checkpoint
+from attnfd.config import TrainConfig
+from attnfd.teachers import load_model, teacher_dir
+from attnfd.trainer import NonFiniteLossError, fit
+
+
+def _strip(row):
+    """A row without its wall time, NaN written as a string so rows compare with ==."""
+    fix = lambda v: "nan" if isinstance(v, float) and math.isnan(v) else v  # noqa: E731
+    return {k: [fix(x) for x in v] if isinstance(v, list) else fix(v) for k, v in row.items() if k != "seconds"}
+
+
+def test_report_gets_every_epoch_with_metrics_and_a_checkpoint(tiny):
+    rows = []
+    fit({**tiny, "role": "student"}, lambda row, ckpt: rows.append((row, Path(ckpt))))
+    assert [r["epoch"] for r, _ in rows] == [1, 2]
+    row, folder = rows[-1]
+    assert {"miou", "pixel_acc", "per_class_iou", "loss", "loss_ce", "lr", "seconds"} <= set(row)
+    assert len(row["per_class_iou"]) == 7 and 0.0 <= row["miou"] <= 1.0
+    assert (folder / "state.pt").is_file()
+    model, config = load_model(Path(tiny["out_dir"]) / "model.pt")
+    assert config.backbone == "resnet18" and config.role == "student"
+
+
+def test_seeded_runs_repeat_and_resume_continues_exactly(tiny, tmp_path):
+    config = {**tiny, "role": "student", "distill": "attnfd", "epochs": 3}
+    full = []
+    fit(config, lambda row, _: full.append(_strip(row)))
+
+    # the same run, stopped after its first epoch by a failing report callback
+    first = {**config, "out_dir": str(tmp_path / "interrupted")}
+
+    def stop(row, _):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(first, stop)
+    resumed = []
+    fit({**first, "resume": str(tmp_path / "interrupted" / "checkpoint")}, lambda row, _: resumed.append(_strip(row)))
+    assert [r["epoch"] for r in resumed] == [2, 3]
+    assert resumed == full[1:]
+
+    again = []
+    fit({**config, "out_dir": str(tmp_path / "again")}, lambda row, _: again.append(_strip(row)))
+    assert again == full
+
+
+def test_distillation_trains_one_teacher_and_reuses_it(tiny, tmp_path):
+    fit({**tiny, "distill": "attnfd", "epochs": 1, "seed": 1})
+    folder, _ = teacher_dir(TrainConfig.from_dict({**tiny, "distill": "attnfd"}))
+    model_file = folder / "model.pt"
+    stamp = model_file.stat().st_mtime_ns
+    fit({**tiny, "distill": "attnfd", "epochs": 1, "seed": 2, "out_dir": str(tmp_path / "second"),
+         "layers": "decoder", "alpha": 3.0})
+    assert model_file.stat().st_mtime_ns == stamp
+    assert len(list((Path(tiny["cache_dir"]) / "teachers").glob("*/model.pt"))) == 1
+    teacher, config = load_model(model_file)
+    assert config.role == "teacher" and config.tap_gates and teacher.gates is not None
+    assert json.loads((folder / "config.json").read_text())["backbone"] == "resnet18"
+    # a different teacher recipe is a different teacher
+    other, _ = teacher_dir(TrainConfig.from_dict({**tiny, "distill": "attnfd", "teacher_epochs": 2}))
+    assert other != folder
+
+
+def test_teacher_is_frozen_during_distillation(tiny):
+    teacher_path = None
+
+    def capture(row, ckpt):
+        nonlocal teacher_path
+        teacher_path = ckpt
+
+    fit({**tiny, "distill": "attnfd", "epochs": 1, "teacher_gate": "learned"}, capture)
+    folder, _ = teacher_dir(TrainConfig.from_dict({**tiny, "distill": "attnfd"}))
+    before = torch.load(folder / "model.pt", weights_only=False)["model"]
+    fit({**tiny, "distill": "attnfd", "epochs": 1, "seed": 5})
+    after = torch.load(folder / "model.pt", weights_only=False)["model"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    state = checkpoint.load(teacher_path)
+    assert any(k.startswith("attnfd.connectors.") for k in state["distillers"])
+
+
+def test_non_finite_loss_names_epoch_and_step(tiny):
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step \d+"):
+        fit({**tiny, "lr": 1e12, "epochs": 2, "train_size": 16})
+
+
+def test_plain_student_metrics_are_finite(tiny):
+    row = fit({**tiny, "epochs": 1, "backbone": "mobilenet_v2"})
+    assert math.isfinite(row["miou"]) and "alpha" not in row
