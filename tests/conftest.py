@@ -10,7 +10,13 @@ TINY = dict(
 )
 
 
+@pytest.fixture(scope="session")
+def teacher_cache(tmp_path_factory):
+    """One teacher cache for the session: the tiny teacher is trained once."""
+    return str(tmp_path_factory.mktemp("teacher-cache"))
+
+
 @pytest.fixture
-def tiny(tmp_path):
-    """A tiny config dict with its own teacher cache and output folder."""
-    return {**TINY, "cache_dir": str(tmp_path / "cache"), "out_dir": str(tmp_path / "run")}
+def tiny(tmp_path, teacher_cache):
+    """A tiny config dict with its own output folder."""
+    return {**TINY, "cache_dir": teacher_cache, "out_dir": str(tmp_path / "run")}

@@ -53,6 +53,7 @@ def test_seeded_runs_repeat_and_resume_continues_exactly(tiny, tmp_path):
 
 
 def test_distillation_trains_one_teacher_and_reuses_it(tiny, tmp_path):
+    tiny = {**tiny, "cache_dir": str(tmp_path / "own-cache")}
     fit({**tiny, "distill": "attnfd", "epochs": 1, "seed": 1})
     folder, _ = teacher_dir(TrainConfig.from_dict({**tiny, "distill": "attnfd"}))
     model_file = folder / "model.pt"
