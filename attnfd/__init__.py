@@ -17,4 +17,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'attnfd' has no attribute {name!r}")
 
 
-__all__ = ["ConfigError", "TrainConfig", "fit", "__version__"]
+__all__ = ["ConfigError", "TrainConfig", "__version__", "fit"]

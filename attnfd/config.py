@@ -96,7 +96,7 @@ class TrainConfig:
     tap_gates: bool = False
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any] | None = None) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any] | None = None) -> TrainConfig:
         values = dict(values or {})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
@@ -117,7 +117,7 @@ class TrainConfig:
     def distilling(self) -> bool:
         return self.role == "student" and bool(self.distill)
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> TrainConfig:
         """Fill the data set's recipe into unset fields, normalise types, and validate."""
         if self.dataset not in PRESETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(PRESETS)}")
@@ -142,6 +142,7 @@ class TrainConfig:
                 raise ConfigError(message)
 
         check(self.role in ("teacher", "student"), f"role must be teacher or student, got {self.role!r}")
+        check(not (self.role == "teacher" and self.distill), "distill applies to a student; a teacher trains alone")
         for name in ("backbone", "teacher_backbone"):
             value = getattr(self, name)
             check(value in BACKBONES, f"unknown {name} {value!r}; choose one of {', '.join(BACKBONES)}")
@@ -199,7 +200,10 @@ def teacher_config(student: TrainConfig) -> TrainConfig:
         batch_size=student.batch_size, lr=student.lr, momentum=student.momentum, nesterov=student.nesterov,
         weight_decay=student.weight_decay, head_lr_mult=student.head_lr_mult, lr_schedule=student.lr_schedule,
         eval_every=student.eval_every, seed=student.teacher_seed, workers=student.workers, device=student.device,
-        amp=student.amp, cache_dir=student.cache_dir, tap_gates=student.teacher_gate == "learned",
+        amp=student.amp, cache_dir=student.cache_dir,
+        # always with CBAMs in its forward path: the learned gate needs them, the other gate
+        # options read the raw taps, so one teacher serves a whole study over teacher_gate
+        tap_gates=True,
     ).resolved()
 
 

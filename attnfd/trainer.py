@@ -16,8 +16,8 @@ import dataclasses
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

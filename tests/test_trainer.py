@@ -13,7 +13,7 @@ from attnfd.trainer import NonFiniteLossError, fit
 
 def _strip(row):
     """A row without its wall time, NaN written as a string so rows compare with ==."""
-    fix = lambda v: "nan" if isinstance(v, float) and math.isnan(v) else v  # noqa: E731
+    fix = lambda v: "nan" if isinstance(v, float) and math.isnan(v) else v
     return {k: [fix(x) for x in v] if isinstance(v, list) else fix(v) for k, v in row.items() if k != "seconds"}
 
 
@@ -25,7 +25,7 @@ def test_report_gets_every_epoch_with_metrics_and_a_checkpoint(tiny):
     assert {"miou", "pixel_acc", "per_class_iou", "loss", "loss_ce", "lr", "seconds"} <= set(row)
     assert len(row["per_class_iou"]) == 7 and 0.0 <= row["miou"] <= 1.0
     assert (folder / "state.pt").is_file()
-    model, config = load_model(Path(tiny["out_dir"]) / "model.pt")
+    _, config = load_model(Path(tiny["out_dir"]) / "model.pt")
     assert config.backbone == "resnet18" and config.role == "student"
 
 
@@ -68,6 +68,9 @@ def test_distillation_trains_one_teacher_and_reuses_it(tiny, tmp_path):
     # a different teacher recipe is a different teacher
     other, _ = teacher_dir(TrainConfig.from_dict({**tiny, "distill": "attnfd", "teacher_epochs": 2}))
     assert other != folder
+    # the teacher-gate options share one teacher
+    same, _ = teacher_dir(TrainConfig.from_dict({**tiny, "distill": "attnfd", "teacher_gate": "untrained"}))
+    assert same == folder
 
 
 def test_teacher_is_frozen_during_distillation(tiny):

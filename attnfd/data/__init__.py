@@ -4,7 +4,7 @@ carries ``classes`` and ``palette``."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch.utils.data import Dataset
 

@@ -38,4 +38,4 @@ def build_distillers(spec: str, student, teacher, config) -> dict[str, tuple[Dis
 
 
 # importing the methods registers them
-from attnfd.distill import attnfd as _attnfd  # noqa: E402,F401
+from attnfd.distill import attnfd as _attnfd  # noqa: F401
