@@ -31,7 +31,7 @@ from attnfd.distill import build_distillers, parse_distill_spec
 from attnfd.teachers import load_model, teacher_dir
 
 KINDS = ("teacher raw", "teacher refined", "student raw", "student refined")
-HEADER = 18
+HEADER = 26
 
 
 def _model_file(path: str | Path) -> Path:
@@ -131,11 +131,13 @@ def attention_grid(model_path: str | Path, out: str | Path | None = None, images
     picture = Image.fromarray(grid)
     draw = ImageDraw.Draw(picture)
     for c, (title, _) in enumerate(columns):
-        # two lines where the column is narrow: "decoder:" over "student refined"
+        # two lines, "decoder" over "student refined", shortened to "S refined" where narrow
         tap, _, kind = title.partition(": ")
-        draw.text((c * size + 2, 0), tap, fill=(0, 0, 0))
+        if kind and draw.textlength(kind) > size - 4:
+            kind = kind.replace("teacher", "T").replace("student", "S")
+        draw.text((c * size + 2, 1), tap, fill=(0, 0, 0))
         if kind:
-            draw.text((c * size + 2, HEADER // 2), kind, fill=(0, 0, 0))
+            draw.text((c * size + 2, HEADER // 2 + 1), kind, fill=(0, 0, 0))
     out = Path(out) if out else _model_file(model_path).parent / "attention_maps.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     picture.save(out)
