@@ -95,6 +95,13 @@ class AttnFD(Distiller):
             parts[f"attnfd.{k}"] = attention_distance(refined, target, self.norm)
         return parts
 
+    def refined(self, tap: str, student: torch.Tensor, teacher: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Both sides' maps at one tap, raw and CBAM-refined, before the connector and the
+        normalisation: what the paper's Fig. 1 pictures."""
+        s, t = self._tap(tap, student), self._tap(tap, teacher)
+        return {"teacher raw": t, "teacher refined": self._teacher_gates[tap](t),
+                "student raw": s, "student refined": self.student_gates[tap](s)}
+
     def train(self, mode: bool = True):
         super().train(mode)
         # frozen teacher-side gates never leave eval mode

@@ -1,0 +1,14 @@
+"""Table 3-style tables, significance tests, plots and one offline HTML report from a study.
+
+    python analysis/ablation.py                       # the newest study in ~/attnfd_results
+    python analysis/ablation.py --results DIR         # a study folder (or a storage folder)
+    python analysis/ablation.py --protocol methods    # Table 1 instead of the study's own protocol
+
+Writes <study>/analysis/: the tables as .md, .tex, .csv and .html, figures/*.html and
+report.html. Run ``--help`` for every option.
+"""
+
+from attnfd.analysis.cli import main
+
+if __name__ == "__main__":
+    main()

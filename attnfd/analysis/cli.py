@@ -1,0 +1,59 @@
+"""``python analysis/ablation.py``: print a study's table and write its tables, figures and report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import typing
+
+from attnfd.analysis.render import to_text
+from attnfd.analysis.report import analyse, write
+from attnfd.analysis.results import DEFAULT_STORAGE, STORAGE_ENV, ResultsError, load_study
+from attnfd.analysis.tables import PROTOCOLS
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ablation.py",
+        description="Tables (Markdown, LaTeX, CSV, HTML), plotly figures and one offline HTML report from a "
+                    "study's results folder. Needs no torch and no ray.",
+    )
+    p.add_argument("--results", default=None,
+                   help=f"a study folder, its results/ folder, or a storage folder (its newest study is taken); "
+                        f"default: ${STORAGE_ENV} or {DEFAULT_STORAGE}")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                   help="which tables: layers (Table 3), methods (Table 1), alpha (sweep) or search "
+                        "(best configs, importances, mIoU per value); default: the study's own")
+    p.add_argument("--out", default=None, help="where to write (default: <study>/analysis)")
+    p.add_argument("--compare", nargs=2, metavar=("ROW_A", "ROW_B"), default=None,
+                   help="two row labels (or unique parts of them) for the per-class IoU figure; "
+                        "default: per student, no distillation against the best row")
+    p.add_argument("--top", type=int, default=10, help="best configurations listed for a search (default 10)")
+    return p
+
+
+def _fail(message: str) -> typing.NoReturn:
+    print(f"attnfd: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    if args.top < 1:
+        _fail(f"--top must be >= 1, got {args.top}")
+    try:
+        study = load_study(args.results)
+        analysis = analyse(study, protocol=args.protocol, compare=tuple(args.compare) if args.compare else None,
+                           top=args.top)
+        for table in analysis.tables:
+            print(to_text(table))
+        written = write(analysis, args.out)
+    except ResultsError as err:
+        _fail(str(err))
+    except OSError as err:
+        _fail(f"{type(err).__name__}: {err}")
+    print(f"wrote {len(written)} files to {written[-1].parent}; open {written[-1]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+"""A study's results folder (README, "Results files") read into one row per trial.
+
+A trial's result is its last evaluated epoch (a row where ``miou`` or ``pixel_acc`` is
+finite); its status and error come from ``summary.parquet`` when the study has ended, else
+from its last epoch row. Trials that differ only in their seed (and in where or how they
+ran) form one *cell*: a row of a table, reported as mean and spread over its seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+CONFIG = "config/"
+DEFAULT_STORAGE = Path("~/attnfd_results")
+STORAGE_ENV = "ATTNFD_RESULTS"
+# fields that say where or how a trial ran, not what it trained
+NOT_IDENTITY = ("seed", "out_dir", "resume", "cache_dir", "device", "workers", "teacher_checkpoint", "data_root")
+# fields that mean nothing for a student trained alone: its cell ignores them
+DISTILL_ONLY = (
+    "layers", "alpha", "alpha_schedule", "alpha_decay_start", "teacher_gate", "norm", "tap_relu",
+    "teacher_backbone", "teacher_backbone_weights", "teacher_epochs", "teacher_seed",
+)
+# always part of a cell's identity, so every label names the model and the method
+ALWAYS_IN_KEY = ("role", "backbone", "distill")
+UNFINISHED = ("running", "pending")
+
+
+class ResultsError(ValueError):
+    """A results folder that cannot be analysed; the message is one line."""
+
+
+@dataclass
+class Study:
+    path: Path
+    meta: dict
+    epochs: pd.DataFrame
+    trials: pd.DataFrame
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name") or self.path.name)
+
+    @property
+    def protocol(self) -> str:
+        return str(self.meta.get("protocol") or "search")
+
+    @property
+    def class_names(self) -> list[str]:
+        names = self.meta.get("class_names")
+        if names:
+            return [str(n) for n in names]
+        width = max((len(v) for v in self.trials.get("per_class_iou", []) if isinstance(v, list)), default=0)
+        return [f"class {i}" for i in range(width)]
+
+    @property
+    def seed_values(self) -> list | None:
+        """The seeds asked per cell when study.json lists them; None when it gives a count."""
+        seeds = self.meta.get("seeds")
+        return list(seeds) if isinstance(seeds, (list, tuple)) else None
+
+    @property
+    def seeds_asked(self) -> int | None:
+        seeds = self.meta.get("seeds")
+        if isinstance(seeds, (list, tuple)):
+            return len(seeds)
+        return int(seeds) if isinstance(seeds, (int, float)) and not isinstance(seeds, bool) else None
+
+    @property
+    def metric(self) -> str:
+        return str(self.meta.get("metric") or "miou")
+
+    @property
+    def searched(self) -> list[str]:
+        """The searched dimensions as config field names (study.json may list names or map them to specs)."""
+        searched = self.meta.get("searched") or []
+        if isinstance(searched, dict):
+            names = list(searched)
+        else:
+            names = [s.get("name") if isinstance(s, dict) else s for s in searched]
+        return [str(n).removeprefix(CONFIG) for n in names if n]
+
+
+def _created(folder: Path) -> float:
+    """When a study was created: study.json's ``created`` if it parses, else the file's mtime."""
+    meta_file = folder / "results" / "study.json"
+    try:
+        created = json.loads(meta_file.read_text()).get("created")
+        if isinstance(created, (int, float)):
+            return float(created)
+        return datetime.fromisoformat(str(created)).timestamp()
+    except (ValueError, TypeError, OSError, AttributeError):
+        return meta_file.stat().st_mtime
+
+
+def default_storage() -> Path:
+    return Path(os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE).expanduser()
+
+
+def find_study(path: str | Path | None = None) -> Path:
+    """The experiment folder: ``path`` itself, its parent if it is a ``results`` folder, or the
+    newest study inside a storage folder (default: $ATTNFD_RESULTS or ~/attnfd_results)."""
+    folder = Path(path).expanduser() if path else default_storage()
+    if not folder.is_dir():
+        raise ResultsError(f"results folder not found: {folder}")
+    if folder.name == "results" and ((folder / "study.json").is_file() or (folder / "epochs").is_dir()):
+        folder = folder.parent
+    results = folder / "results"
+    if (results / "study.json").is_file() or (results / "epochs").is_dir() or (results / "summary.parquet").is_file():
+        return folder
+    studies = [p for p in folder.iterdir() if (p / "results" / "study.json").is_file()]
+    if not studies:
+        raise ResultsError(f"no study in {folder} (a study folder holds results/study.json)")
+    return max(studies, key=_created)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    return pq.read_table(path).to_pandas()
+
+
+def _read_epochs(folder: Path, warnings: list[str]) -> pd.DataFrame:
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    frames = []
+    # each file alone: files of different trials may carry different loss columns
+    for path in tqdm(files, desc="reading results", leave=False, disable=None):
+        try:
+            frames.append(_read_parquet(path))
+        except (OSError, pa.ArrowException) as err:  # a file being rewritten, or damaged: say so, keep the rest
+            warnings.append(f"could not read {path.name}: {type(err).__name__}: {err}")
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _plain(value: Any) -> Any:
+    """A cell value as plain Python, with every kind of missing as None."""
+    if value is None:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value
+
+
+def _floats(value: Any) -> list[float] | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return [float("nan") if v is None else float(v) for v in value]
+
+
+def is_missing(value: Any) -> bool:
+    return _plain(value) is None
+
+
+def _finite(value: Any) -> bool:
+    value = _plain(value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def trial_sort_key(trial_id: str) -> tuple:
+    """Ray trial ids end in a creation counter (``abc12_00007``): sort by it, not as text."""
+    head, _, tail = str(trial_id).rpartition("_")
+    return (head, int(tail), "") if tail.isdigit() else (str(trial_id), -1, str(trial_id))
+
+
+def _trial_row(trial_id: str, rows: pd.DataFrame | None, summary: dict | None) -> dict:
+    last = rows.iloc[-1].to_dict() if rows is not None and len(rows) else dict(summary)
+    evaluated = None
+    if rows is not None and len(rows):
+        mask = rows["miou"].map(_finite)
+        if "pixel_acc" in rows:
+            mask = mask | rows["pixel_acc"].map(_finite)
+        if mask.any():
+            evaluated = rows[mask].iloc[-1].to_dict()
+    elif summary is not None and (_finite(summary.get("miou")) or _finite(summary.get("pixel_acc"))):
+        evaluated = summary
+    source = summary if summary is not None else last
+    status = _plain(source.get("status")) or _plain(last.get("status")) or "running"
+    error = _plain(source.get("error"))
+    if error is None and rows is not None and "error" in rows:
+        errors = [e for e in map(_plain, rows["error"]) if e]
+        error = errors[-1] if errors else None
+    params = [_plain(v) for v in (rows["params_m"] if rows is not None and "params_m" in rows else [last.get("params_m")])]
+    params = [p for p in params if _finite(p)]
+    row = {
+        "trial_id": trial_id,
+        "status": str(status),
+        "error": error,
+        "node": _plain(last.get("node")),
+        "epochs_run": int(_plain(last.get("epoch")) or 0),
+        "result_epoch": int(evaluated["epoch"]) if evaluated is not None and _finite(evaluated.get("epoch")) else None,
+        "miou": _plain(evaluated.get("miou")) if evaluated is not None else None,
+        "pixel_acc": _plain(evaluated.get("pixel_acc")) if evaluated is not None else None,
+        "per_class_iou": _floats(evaluated.get("per_class_iou")) if evaluated is not None else None,
+        "params_m": params[-1] if params else None,
+    }
+    for key, value in last.items():
+        if str(key).startswith(CONFIG):
+            row[key] = _plain(value)
+    if summary is not None:
+        for key, value in summary.items():
+            if str(key).startswith(CONFIG) and row.get(key) is None:
+                row[key] = _plain(value)
+    return row
+
+
+def _trials(epochs: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    by_trial = {}
+    if len(epochs):
+        ordered = epochs.sort_values(["trial_id", "epoch"], kind="stable")
+        by_trial = {str(t): g for t, g in ordered.groupby("trial_id", sort=False)}
+    summaries = {str(r["trial_id"]): r for r in summary.to_dict("records")} if len(summary) else {}
+    ids = sorted(set(by_trial) | set(summaries), key=trial_sort_key)
+    rows = [_trial_row(t, by_trial.get(t), summaries.get(t)) for t in ids]
+    trials = pd.DataFrame(rows)
+    for column in ("miou", "pixel_acc", "params_m"):
+        if column in trials:
+            trials[column] = pd.to_numeric(trials[column], errors="coerce").astype(float)
+    return trials
+
+
+def load_study(path: str | Path | None = None) -> Study:
+    folder = find_study(path)
+    results = folder / "results"
+    warnings: list[str] = []
+    meta_file = results / "study.json"
+    if meta_file.is_file():
+        try:
+            meta = json.loads(meta_file.read_text())
+        except json.JSONDecodeError as err:
+            raise ResultsError(f"{meta_file} is not valid JSON: {err}") from None
+    else:
+        meta = {}
+        warnings.append(f"{meta_file} is missing: protocol and class names are taken from the rows")
+    epochs = _read_epochs(results / "epochs", warnings)
+    summary = pd.DataFrame()
+    if (results / "summary.parquet").is_file():
+        try:
+            summary = _read_parquet(results / "summary.parquet")
+        except (OSError, pa.ArrowException) as err:
+            warnings.append(f"could not read summary.parquet: {type(err).__name__}: {err}")
+    if not len(epochs) and not len(summary):
+        raise ResultsError(f"{results} holds no result rows yet")
+    if len(epochs):
+        epochs = epochs.sort_values(["trial_id", "epoch"], kind="stable").reset_index(drop=True)
+    if not meta.get("protocol"):
+        source = epochs if len(epochs) else summary
+        if "protocol" in source and source["protocol"].notna().any():
+            meta["protocol"] = str(source["protocol"].dropna().iloc[0])
+    meta.setdefault("name", folder.name)
+    study = Study(path=folder, meta=meta, epochs=epochs, trials=_trials(epochs, summary), warnings=warnings)
+    for message in warnings:
+        print(f"attnfd: warning: {message}", file=sys.stderr)
+    return study
+
+
+def config_fields(trials: pd.DataFrame) -> list[str]:
+    return [c.removeprefix(CONFIG) for c in trials.columns if str(c).startswith(CONFIG)]
+
+
+def _identity(trial: dict, field_name: str) -> Any:
+    value = trial.get(CONFIG + field_name)
+    if field_name in DISTILL_ONLY and trial.get(CONFIG + "distill") in (None, "none", ""):
+        return None
+    if field_name == "distill" and value in (None, ""):
+        return "none"
+    return value
+
+
+def varying_fields(trials: pd.DataFrame) -> list[str]:
+    """Config fields (seed and run placement aside) whose value differs between trials."""
+    records = trials.to_dict("records")
+    out = []
+    for name in config_fields(trials):
+        if name in NOT_IDENTITY:
+            continue
+        # a plain student's blanked distillation fields do not make a field vary
+        values = {json.dumps(_identity(r, name), default=str) for r in records}
+        if name in DISTILL_ONLY:
+            values.discard("null")
+        if len(values) > 1:
+            out.append(name)
+    return out
+
+
+def cell_fields(trials: pd.DataFrame) -> list[str]:
+    present = set(config_fields(trials))
+    return [f for f in ALWAYS_IN_KEY if f in present] + [f for f in varying_fields(trials) if f not in ALWAYS_IN_KEY]
+
+
+def cell_key(trial: dict, fields: list[str]) -> tuple:
+    return tuple((name, _identity(trial, name)) for name in fields)
+
+
+def format_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def cell_label(key: tuple) -> str:
+    """A row's name: ``resnet18 | attnfd | layers=encoder+decoder | alpha=2``."""
+    values = dict(key)
+    parts = []
+    if values.get("role") == "teacher":
+        parts.append("teacher")
+    if "backbone" in values:
+        parts.append(format_value(values["backbone"]))
+    if "distill" in values and values.get("role") != "teacher":
+        parts.append(format_value(values["distill"]))
+    for name, value in key:
+        if name in ALWAYS_IN_KEY or value is None:
+            continue
+        shown = format_value(value).replace(",", "+") if name == "layers" else format_value(value)
+        parts.append(f"{name}={shown}")
+    return " | ".join(parts)

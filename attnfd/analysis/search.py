@@ -1,0 +1,266 @@
+"""What a free search found: its best configurations, how much each searched dimension
+matters, and the spread of mIoU over each dimension's values.
+
+The importances come from Optuna's own evaluators, run on an in-memory Optuna study rebuilt
+from the result rows: a completed trial with an mIoU is COMPLETE (its value in percent), an
+early-stopped one PRUNED (with its per-epoch mIoU as intermediate values), a failed one or
+one that finished without an mIoU FAIL; unfinished trials are left out. PED-ANOVA needs
+nothing more; fANOVA and mean decrease impurity are added when scikit-learn is installed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from attnfd.analysis.results import CONFIG, UNFINISHED, Study, format_value, is_missing, varying_fields
+from attnfd.analysis.stats import format_p, summarise, welch_p
+from attnfd.analysis.tables import MISSING, Row, Table, metric_cell, result_epoch, seeds_cell, when_failed
+
+# more distinct numeric values than this are grouped into quantile bins for the distribution
+MAX_VALUES = 8
+BINS = 4
+
+
+def dimensions(study: Study) -> list[str]:
+    """The searched config fields (study.json ``searched``), else every field that varies."""
+    present = {c.removeprefix(CONFIG) for c in study.trials.columns if str(c).startswith(CONFIG)}
+    searched = [d for d in study.searched if d in present]
+    return searched or [d for d in varying_fields(study.trials) if d != "role"]
+
+
+def _spec(study: Study, dim: str):
+    searched = study.meta.get("searched")
+    if isinstance(searched, dict):
+        return searched.get(dim, searched.get(CONFIG + dim))
+    return None
+
+
+def _wants_log(spec, low: float, high: float) -> bool:
+    if isinstance(spec, dict) and "log" in spec:
+        return bool(spec["log"])
+    if spec is not None and "log" in str(spec).lower():
+        return True
+    return low > 0 and high / low >= 100
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def distribution(study: Study, dim: str):
+    """An Optuna distribution that holds every value the trials took for ``dim``."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    values = [v for v in study.trials.get(CONFIG + dim, pd.Series(dtype=object)) if not is_missing(v)]
+    if values and all(_number(v) for v in values):
+        low, high = min(values), max(values)
+        if all(isinstance(v, int) for v in values):
+            return IntDistribution(int(low), int(high))
+        log = low > 0 and _wants_log(_spec(study, dim), float(low), float(high))
+        return FloatDistribution(float(low), float(high), log=log)
+    return CategoricalDistribution(sorted({format_value(v) for v in values}))
+
+
+def _param(value, dist):
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(dist, CategoricalDistribution):
+        return format_value(value)
+    return int(value) if isinstance(dist, IntDistribution) else float(value)
+
+
+def optuna_study(study: Study, dims: list[str] | None = None):
+    """An in-memory Optuna study holding one frozen trial per finished result-folder trial."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dims = dimensions(study) if dims is None else dims
+    dists = {d: distribution(study, d) for d in dims}
+    curves = {}
+    if len(study.epochs) and "miou" in study.epochs:
+        for trial_id, group in study.epochs.groupby("trial_id"):
+            curves[str(trial_id)] = {int(e): 100 * float(m) for e, m in zip(group["epoch"], group["miou"])
+                                     if m is not None and math.isfinite(float(m))}
+    ostudy = optuna.create_study(direction="maximize", study_name=study.name)
+    frozen = []
+    for t in study.trials.to_dict("records"):
+        if t["status"] in UNFINISHED:
+            continue
+        params = {d: _param(t.get(CONFIG + d), dists[d]) for d in dims if t.get(CONFIG + d) is not None}
+        has_value = t["miou"] is not None and math.isfinite(t["miou"])
+        if t["status"] == "completed" and has_value:
+            state, value = TrialState.COMPLETE, 100 * t["miou"]
+        elif t["status"] == "stopped":
+            state, value = TrialState.PRUNED, None
+        else:
+            state, value = TrialState.FAIL, None
+        frozen.append(create_trial(
+            state=state, value=value, params=params, distributions={d: dists[d] for d in params},
+            intermediate_values=curves.get(str(t["trial_id"]), {}),
+            user_attrs={"trial_id": str(t["trial_id"]), "status": t["status"]},
+        ))
+    ostudy.add_trials(frozen)
+    return ostudy
+
+
+def _evaluators() -> dict:
+    from optuna.importance import (
+        FanovaImportanceEvaluator,
+        MeanDecreaseImpurityImportanceEvaluator,
+        PedAnovaImportanceEvaluator,
+    )
+
+    evaluators = {"ped_anova": PedAnovaImportanceEvaluator()}
+    try:
+        import sklearn  # noqa: F401
+
+        evaluators["fanova"] = FanovaImportanceEvaluator(seed=0)
+        evaluators["mean_decrease_impurity"] = MeanDecreaseImpurityImportanceEvaluator(seed=0)
+    except ImportError:
+        pass
+    return evaluators
+
+
+def importances(study: Study, dims: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Normalised importance of each searched dimension per evaluator, and notes on what could
+    not be computed."""
+    import optuna
+
+    dims = dimensions(study) if dims is None else dims
+    ostudy = optuna_study(study, dims)
+    complete = [t for t in ostudy.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    notes = []
+    table = pd.DataFrame({"dimension": dims})
+    if len(complete) < 2:
+        notes.append(f"importance needs at least 2 completed trials with an mIoU; the study has {len(complete)}")
+        return table, notes
+    for name, evaluator in _evaluators().items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                found = optuna.importance.get_param_importances(ostudy, evaluator=evaluator, params=dims)
+        except Exception as err:  # noqa: BLE001 - one evaluator failing must not cost the report the others
+            notes.append(f"{name}: {type(err).__name__}: {err}")
+            continue
+        table[name] = [found.get(d, math.nan) for d in dims]
+    if "fanova" not in table:
+        notes.append("fANOVA and mean decrease impurity need scikit-learn (not installed)")
+    if "ped_anova" in table:
+        table = table.sort_values("ped_anova", ascending=False, kind="stable").reset_index(drop=True)
+    return table, notes
+
+
+def value_labels(study: Study, dim: str, trials: pd.DataFrame | None = None) -> tuple[pd.Series, list[str]]:
+    """Each trial's value of ``dim`` as a label, numeric dimensions with many values grouped in
+    quantile bins; and the labels in order."""
+    trials = study.trials if trials is None else trials
+    column = trials.get(CONFIG + dim, pd.Series([None] * len(trials), index=trials.index))
+    present = [v for v in column if not is_missing(v)]
+    if present and all(_number(v) for v in present) and len(set(present)) > MAX_VALUES:
+        edges = np.unique(np.quantile(np.asarray(present, dtype=float), np.linspace(0, 1, BINS + 1)))
+        names = [f"[{a:.3g}, {b:.3g}{']' if i == len(edges) - 2 else ')'}" for i, (a, b) in enumerate(itertools.pairwise(edges))]
+
+        def bin_of(v):
+            if is_missing(v):
+                return MISSING
+            i = min(int(np.searchsorted(edges, float(v), side="right")) - 1, len(names) - 1)
+            return names[max(i, 0)]
+
+        return column.map(bin_of), names
+    order = sorted(set(present), key=lambda v: (0, float(v), "") if _number(v) else (1, 0.0, str(v)))
+    return column.map(lambda v: MISSING if is_missing(v) else format_value(v)), [format_value(v) for v in order]
+
+
+def finished(study: Study) -> pd.DataFrame:
+    """Completed trials with an mIoU: the results a distribution is made of."""
+    t = study.trials
+    return t[(t["status"] == "completed") & t["miou"].notna()]
+
+
+def value_distribution(study: Study, dims: list[str] | None = None) -> pd.DataFrame:
+    """mIoU (percent) of the completed trials per value of each dimension."""
+    dims = dimensions(study) if dims is None else dims
+    done = finished(study)
+    records = []
+    for dim in dims:
+        labels, order = value_labels(study, dim, done)
+        for value in order + ([MISSING] if (labels == MISSING).any() else []):
+            s = summarise(100 * done.loc[labels == value, "miou"])
+            records.append({"dimension": dim, "value": value, "trials": s.n, "miou_pct_mean": s.mean,
+                            "miou_pct_std": s.std, "miou_pct_min": min(s.values, default=math.nan),
+                            "miou_pct_max": max(s.values, default=math.nan)})
+    return pd.DataFrame(records, columns=["dimension", "value", "trials", "miou_pct_mean", "miou_pct_std",
+                                          "miou_pct_min", "miou_pct_max"])
+
+
+def _num(value: float, digits: int = 2) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) and math.isfinite(value) else MISSING
+
+
+def best_table(study: Study, rows: list[Row], dims: list[str], top: int = 10) -> Table:
+    """The best configurations over the whole search, each compared with the very best."""
+    scored = sorted((r for r in rows if r.metrics["miou"].n), key=lambda r: -r.metrics["miou"].mean)
+    shown = scored[:top]
+    best = shown[0] if shown else None
+    header = ["Rank"] + dims + ["Seeds", "val mIoU (%)", "val Accuracy (%)", "Epochs", "vs best mIoU", "Trials"]
+    table = Table(name="search_best", title=f"Best configurations ({len(shown)} of {len(scored)} with a result)",
+                  header=header, body=[])
+    records = []
+    for rank, row in enumerate(shown, 1):
+        config = row.config
+        gap = row.metrics["miou"].mean - best.metrics["miou"].mean
+        p = welch_p(row.metrics["miou"], best.metrics["miou"]) if row is not best else math.nan
+        epochs = sorted({result_epoch(t) for t in row.completed if result_epoch(t) is not None})
+        versus = "best" if row is best else f"{gap:+.2f}" + (f" ({format_p(p)})" if format_p(p) else "")
+        # the table's deltas are against the global best here, not the block's plain student
+        plain = Row(key=row.key, block=row.block, trials=row.trials, seeds_asked=row.seeds_asked,
+                    seed_values=row.seed_values, metrics=row.metrics)
+        table.body.append([str(rank)] + [format_value(config.get(d)) for d in dims] + [
+            seeds_cell(row), metric_cell(plain, "miou"), metric_cell(plain, "pixel_acc"),
+            ",".join(map(str, epochs)) or MISSING, versus, " ".join(t["trial_id"] for t in row.completed)])
+        if row is best:
+            table.bold.add(len(table.body) - 1)
+        records.append({"rank": rank, **{d: config.get(d) for d in dims}, "seeds_done": len(row.seeds_done),
+                        "miou_pct_mean": row.metrics["miou"].mean, "miou_pct_std": row.metrics["miou"].std,
+                        "pixel_acc_pct_mean": row.metrics["pixel_acc"].mean,
+                        "pixel_acc_pct_std": row.metrics["pixel_acc"].std, "miou_pct_vs_best": gap,
+                        "miou_p_vs_best": p, "trials": " ".join(t["trial_id"] for t in row.completed)})
+    counts = study.trials["status"].value_counts().to_dict()
+    table.notes.append("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    for t in study.trials.to_dict("records"):
+        if t["status"] == "failed":
+            table.notes.append(f"trial {t['trial_id']} failed {when_failed(t)}: {t.get('error') or 'no error message'}")
+    table.frame = pd.DataFrame(records)
+    return table
+
+
+def importance_table(study: Study, dims: list[str]) -> Table:
+    found, notes = importances(study, dims)
+    evaluators = [c for c in found.columns if c != "dimension"]
+    titles = {"ped_anova": "PED-ANOVA", "fanova": "fANOVA", "mean_decrease_impurity": "Mean decrease impurity"}
+    table = Table(name="search_importance", title="Importance of each searched dimension (Optuna, normalised to 1)",
+                  header=["Dimension"] + [titles.get(e, e) for e in evaluators], body=[], notes=notes, frame=found)
+    for record in found.to_dict("records"):
+        table.body.append([record["dimension"]] + [_num(record[e], 3) for e in evaluators])
+    return table
+
+
+def values_table(study: Study, dims: list[str]) -> Table:
+    found = value_distribution(study, dims)
+    table = Table(name="search_values", title="val mIoU (%) of the completed trials per value of each dimension",
+                  header=["Dimension", "Value", "Trials", "mean ± std", "min", "max"], body=[], frame=found)
+    previous = None
+    for r in found.to_dict("records"):
+        if previous is not None and r["dimension"] != previous:
+            table.rule_before.add(len(table.body))
+        previous = r["dimension"]
+        spread = _num(r["miou_pct_mean"]) + (f" ± {_num(r['miou_pct_std'])}" if r["trials"] >= 2 else "")
+        table.body.append([r["dimension"], r["value"], str(r["trials"]), spread if r["trials"] else MISSING,
+                           _num(r["miou_pct_min"]), _num(r["miou_pct_max"])])
+    return table

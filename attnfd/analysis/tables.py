@@ -1,0 +1,419 @@
+"""The paper's tables from a study's trials: Table 3 (layer subsets), Table 1 (methods), the
+alpha sweep, and a plain per-cell table for anything else.
+
+Every table has one block per student (the no-distillation row first) and one row per cell.
+A metric shows mean ± std over the cell's completed seeds in percent, then in brackets the
+difference to the block's no-distillation row with Welch's p-value; the last column compares
+each row with the block's best row the same way. A row with fewer seeds than asked, a failed
+or unfinished trial, or a missing value says so in a note under the table; a missing value is
+shown as "-", never as 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from attnfd.analysis.results import (
+    CONFIG,
+    DISTILL_ONLY,
+    UNFINISHED,
+    Study,
+    cell_fields,
+    cell_key,
+    cell_label,
+    format_value,
+)
+from attnfd.analysis.stats import Summary, format_p, summarise, welch_p
+
+METRICS = ("miou", "pixel_acc")
+METRIC_TITLES = {"miou": "val mIoU (%)", "pixel_acc": "val Accuracy (%)"}
+TAP_ORDER = ("backbone", "encoder", "decoder")
+# Table 1's order in the paper (AttnFD last); other methods sort by name before AttnFD
+METHOD_ORDER = ("kd", "at", "sp", "ickd", "overhaul", "distkd", "dist", "cirkd", "lad", "aicsd", "pfs")
+CHECK = "✓"
+MISSING = "-"
+PROTOCOLS = ("layers", "methods", "alpha", "search")
+KNOWN_STATUSES = ("completed", "stopped", "failed", *UNFINISHED)
+
+
+@dataclass
+class Row:
+    key: tuple
+    block: tuple
+    trials: list[dict]
+    seeds_asked: int | None = None
+    seed_values: list | None = None
+    metrics: dict[str, Summary] = field(default_factory=dict)
+    delta: dict[str, float] = field(default_factory=dict)
+    p_base: dict[str, float] = field(default_factory=dict)
+    vs_best: dict[str, float] = field(default_factory=dict)
+    p_best: dict[str, float] = field(default_factory=dict)
+    is_base: bool = False
+    is_best: bool = False
+
+    @property
+    def label(self) -> str:
+        return cell_label(self.key)
+
+    @property
+    def block_label(self) -> str:
+        return cell_label(self.block)
+
+    @property
+    def config(self) -> dict:
+        """The row's config as its trials ran it (the first trial's; they differ only in seed)."""
+        return {k.removeprefix(CONFIG): v for k, v in self.trials[0].items() if k.startswith(CONFIG)}
+
+    @property
+    def completed(self) -> list[dict]:
+        return [t for t in self.trials if t["status"] == "completed"]
+
+    @property
+    def failed(self) -> list[dict]:
+        return [t for t in self.trials if t["status"] == "failed"]
+
+    @property
+    def stopped(self) -> list[dict]:
+        return [t for t in self.trials if t["status"] == "stopped"]
+
+    @property
+    def unfinished(self) -> list[dict]:
+        return [t for t in self.trials if t["status"] in UNFINISHED]
+
+    @property
+    def seeds_done(self) -> list:
+        """Seeds of the completed trials that have the study's metric."""
+        return sorted({t.get(CONFIG + "seed") for t in self.completed if _finite(t.get("miou"))}, key=str)
+
+    @property
+    def missing_seeds(self) -> list | None:
+        if self.seed_values is None:
+            return None
+        done = set(map(str, self.seeds_done))
+        return [s for s in self.seed_values if str(s) not in done]
+
+    @property
+    def short(self) -> bool:
+        return self.seeds_asked is not None and len(self.seeds_done) < self.seeds_asked
+
+    @property
+    def params_m(self) -> float:
+        values = [t["params_m"] for t in self.trials if _finite(t.get("params_m"))]
+        return float(np.mean(values)) if values else math.nan
+
+    def per_class(self) -> tuple[list[float], list[float]]:
+        """Per-class IoU in percent, mean and std over the completed seeds (NaN where a class has none)."""
+        vectors = [t["per_class_iou"] for t in self.completed if t.get("per_class_iou") is not None]
+        if not vectors:
+            return [], []
+        width = max(len(v) for v in vectors)
+        means, stds = [], []
+        for i in range(width):
+            s = summarise(100 * v[i] for v in vectors if i < len(v))
+            means.append(s.mean)
+            stds.append(s.std)
+        return means, stds
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_plain(key_or_config: dict) -> bool:
+    return key_or_config.get("role", "student") == "student" and key_or_config.get("distill") in (None, "", "none")
+
+
+def _block_fields(fields: list[str]) -> list[str]:
+    return [f for f in fields if f not in DISTILL_ONLY and f != "distill"]
+
+
+def build_rows(study: Study) -> list[Row]:
+    """One row per cell, grouped in blocks (student and any other non-distillation field that
+    varies), with deltas and p-values against the block's plain student and its best row."""
+    trials = study.trials.to_dict("records")
+    if not trials:
+        return []
+    fields = cell_fields(study.trials)
+    block_fields = _block_fields(fields)
+    rows: dict[tuple, Row] = {}
+    for trial in trials:
+        key = cell_key(trial, fields)
+        if key not in rows:
+            block = tuple((k, v) for k, v in key if k in block_fields)
+            rows[key] = Row(key=key, block=block, trials=[], seeds_asked=study.seeds_asked, seed_values=study.seed_values)
+        rows[key].trials.append(trial)
+    for row in rows.values():
+        for metric in METRICS:
+            row.metrics[metric] = summarise(100 * t[metric] for t in row.completed if _finite(t.get(metric)))
+    blocks: dict[tuple, list[Row]] = {}
+    for row in rows.values():
+        blocks.setdefault(row.block, []).append(row)
+    primary = study.metric if study.metric in METRICS else "miou"
+    for members in blocks.values():
+        base = next((r for r in members if _is_plain(dict(r.key))), None)
+        if base is not None:
+            base.is_base = True
+        scored = [r for r in members if r.metrics[primary].n]
+        best = max(scored, key=lambda r: r.metrics[primary].mean) if scored else None
+        if best is not None:
+            best.is_best = True
+        for row in members:
+            for metric in METRICS:
+                mine = row.metrics[metric]
+                if base is not None and row is not base:
+                    row.delta[metric] = mine.mean - base.metrics[metric].mean
+                    row.p_base[metric] = welch_p(mine, base.metrics[metric])
+                if best is not None and row is not best:
+                    row.vs_best[metric] = mine.mean - best.metrics[metric].mean
+                    row.p_best[metric] = welch_p(mine, best.metrics[metric])
+    return rows_in_order(list(rows.values()))
+
+
+def _layers_order(layers) -> tuple:
+    taps = [t for t in str(layers or "").split(",") if t]
+    return (len(taps), tuple(TAP_ORDER.index(t) if t in TAP_ORDER else 99 for t in taps))
+
+
+def _method_order(distill) -> tuple:
+    name = str(distill or "none")
+    if name == "none":
+        return (0, 0, "")
+    if name == "attnfd":
+        return (3, 0, "")
+    if "," in name or ":" in name:
+        return (4, 0, name)
+    return (1, METHOD_ORDER.index(name), "") if name in METHOD_ORDER else (2, 0, name)
+
+
+def _sortable(value) -> tuple:
+    return (0, float(value), "") if _finite(value) else (1, 0.0, format_value(value))
+
+
+def rows_in_order(rows: list[Row]) -> list[Row]:
+    """Teachers first, then students by size (the paper's Student1 before Student2); in a block
+    the plain student first, then method, layer subset (paper order), alpha and the rest."""
+
+    def block_order(block: tuple) -> tuple:
+        members = [r for r in rows if r.block == block]
+        params = max((r.params_m for r in members if _finite(r.params_m)), default=0.0)
+        role = dict(block).get("role")
+        return (0 if role == "teacher" else 1, -params, cell_label(block))
+
+    def row_order(row: Row) -> tuple:
+        c = row.config
+        plain = _is_plain(dict(row.key))
+        rest = tuple(_sortable(v) for k, v in row.key if k not in ("layers", "alpha", "distill"))
+        return (
+            0 if plain else 1,
+            _method_order(dict(row.key).get("distill")),
+            _layers_order(c.get("layers")) if not plain else (),
+            _sortable(c.get("alpha")) if not plain else (),
+            rest,
+        )
+
+    blocks = sorted({r.block for r in rows}, key=block_order)
+    return [r for b in blocks for r in sorted((r for r in rows if r.block == b), key=row_order)]
+
+
+@dataclass
+class Table:
+    """A table ready to render: text cells, bold rows, rules between blocks, notes below."""
+
+    name: str
+    title: str
+    header: list[str]
+    body: list[list[str]]
+    bold: set[int] = field(default_factory=set)
+    rule_before: set[int] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+    frame: pd.DataFrame | None = None  # the numbers behind the table, for CSV
+
+
+def metric_cell(row: Row, metric: str) -> str:
+    s = row.metrics[metric]
+    if not s.n:
+        return MISSING
+    text = f"{s.mean:.2f}" if s.n < 2 else f"{s.mean:.2f} ± {s.std:.2f}"
+    if metric in row.delta:
+        inside = [f"{row.delta[metric]:+.2f}"]
+        if format_p(row.p_base.get(metric, math.nan)):
+            inside.append(format_p(row.p_base[metric]))
+        text += f" ({', '.join(inside)})"
+    if s.n < len(row.seeds_done):
+        text += f" [n={s.n}]"
+    return text
+
+
+def best_cell(row: Row, metric: str) -> str:
+    if row.is_best:
+        return "best"
+    if metric not in row.vs_best or not row.metrics[metric].n:
+        return MISSING
+    p = format_p(row.p_best.get(metric, math.nan))
+    return f"{row.vs_best[metric]:+.2f}" + (f" ({p})" if p else "")
+
+
+def seeds_cell(row: Row) -> str:
+    done = len(row.seeds_done)
+    text = f"{done}/{row.seeds_asked}" if row.seeds_asked is not None else str(done)
+    return text + (" †" if row_note(row) else "")
+
+
+def row_note(row: Row) -> str | None:
+    parts = []
+    if row.short:
+        part = f"{len(row.seeds_done)} of {row.seeds_asked} seeds"
+        missing = row.missing_seeds
+        if missing:
+            part += f" (missing seed {', '.join(map(str, missing))})"
+        parts.append(part)
+    for t in row.failed:
+        parts.append(f"trial {t['trial_id']} (seed {format_value(t.get(CONFIG + 'seed'))}) failed "
+                     f"{when_failed(t)}: {t.get('error') or 'no error message'}")
+    for t in row.stopped:
+        parts.append(f"trial {t['trial_id']} stopped early at epoch {t['epochs_run']}")
+    for t in row.unfinished:
+        parts.append(f"trial {t['trial_id']} still {t['status']} (epoch {t['epochs_run']})")
+    for t in row.trials:
+        if t["status"] not in KNOWN_STATUSES:
+            parts.append(f"trial {t['trial_id']} has status {t['status']!r}, not counted")
+    for t in row.completed:
+        if not _finite(t.get("miou")) and not _finite(t.get("pixel_acc")):
+            parts.append(f"trial {t['trial_id']} completed without an evaluated epoch")
+        else:
+            gone = [METRIC_TITLES[m].split(" (")[0] for m in METRICS if not _finite(t.get(m))]
+            if gone:
+                parts.append(f"trial {t['trial_id']} has no {', '.join(gone)} at epoch {result_epoch(t)}")
+    return f"† {row.label}: " + "; ".join(parts) if parts else None
+
+
+def result_epoch(trial: dict) -> int | None:
+    epoch = trial.get("result_epoch")
+    return int(epoch) if _finite(epoch) else None
+
+
+def when_failed(trial: dict) -> str:
+    done = trial.get("epochs_run") or 0
+    return f"after epoch {done}" if done else "before its first epoch"
+
+
+def _tap_marks(row: Row) -> list[str]:
+    if row.is_base:
+        return ["n/a"] * len(TAP_ORDER)
+    taps = str(row.config.get("layers") or "").split(",")
+    return [CHECK if t in taps else "" for t in TAP_ORDER]
+
+
+def _student(row: Row) -> str:
+    block = dict(row.block)
+    text = ("teacher " if block.get("role") == "teacher" else "") + format_value(block.get("backbone"))
+    extra = [f"{k}={format_value(v)}" for k, v in row.block if k not in ("role", "backbone")]
+    return " ".join([text] + extra)
+
+
+def _method(row: Row) -> str:
+    if dict(row.block).get("role") == "teacher":
+        return "teacher"
+    return "no distillation" if row.is_base or _is_plain(dict(row.key)) else str(row.config.get("distill"))
+
+
+def frame(rows: list[Row], study: Study) -> pd.DataFrame:
+    """The numbers behind a table, one line per row (percent units; empty where missing)."""
+    records = []
+    for row in rows:
+        record = {"block": row.block_label, "row": row.label}
+        record.update({k: v for k, v in row.key})
+        record.update({
+            "layers_run": row.config.get("layers") if not row.is_base else None,
+            "alpha_run": row.config.get("alpha") if not row.is_base else None,
+            "seeds_asked": row.seeds_asked, "seeds_done": len(row.seeds_done),
+            "missing_seeds": ",".join(map(str, row.missing_seeds or [])) or None,
+            "failed": len(row.failed), "stopped": len(row.stopped), "unfinished": len(row.unfinished),
+            "params_m": row.params_m,
+        })
+        for metric in METRICS:
+            s = row.metrics[metric]
+            record.update({
+                f"{metric}_pct_mean": s.mean, f"{metric}_pct_std": s.std, f"{metric}_n": s.n,
+                f"{metric}_pct_delta": row.delta.get(metric, math.nan),
+                f"{metric}_p_vs_base": row.p_base.get(metric, math.nan),
+                f"{metric}_pct_vs_best": row.vs_best.get(metric, 0.0 if row.is_best else math.nan),
+                f"{metric}_p_vs_best": row.p_best.get(metric, math.nan),
+            })
+        record.update({"is_base": row.is_base, "is_best": row.is_best, "note": row_note(row)})
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def _shown_fields(rows: list[Row], dedicated: tuple[str, ...]) -> list[str]:
+    """Row fields that vary and have no column of their own."""
+    names = []
+    for row in rows:
+        for k, _ in row.key:
+            if k not in names and k not in dedicated and k not in dict(row.block) and k not in ("role", "backbone", "distill"):
+                names.append(k)
+    return names
+
+
+PROTOCOL_TABLES = {
+    "layers": ("table3", "Table 3: distilled layers (mean ± std over seeds; (delta vs no distillation, Welch p))"),
+    "methods": ("table1", "Table 1: distillation methods (mean ± std over seeds; (delta vs no distillation, Welch p))"),
+    "alpha": ("alpha", "Alpha sweep (mean ± std over seeds; (delta vs no distillation, Welch p))"),
+    "search": ("cells", "Every configuration (mean ± std over seeds; (delta vs no distillation, Welch p))"),
+}
+
+
+def protocol_table(study: Study, protocol: str | None = None, rows: list[Row] | None = None) -> Table:
+    """The table of a protocol in the paper's form; ``protocol`` defaults to the study's."""
+    protocol = protocol or study.protocol
+    if protocol not in PROTOCOL_TABLES:
+        protocol = "search"
+    rows = build_rows(study) if rows is None else rows
+    name, title = PROTOCOL_TABLES[protocol]
+    if protocol == "layers":
+        dedicated, lead = ("layers",), ["Student", "Backbone", "Encoder", "Decoder"]
+    elif protocol == "methods":
+        dedicated, lead = ("distill",), ["Student", "Method"]
+    elif protocol == "alpha":
+        dedicated, lead = ("layers", "alpha"), ["Student", "Layers", "alpha"]
+    else:
+        dedicated, lead = (), ["Student", "Method"]
+    other = _shown_fields(rows, dedicated)
+    header = lead + other + ["Seeds", METRIC_TITLES["miou"], METRIC_TITLES["pixel_acc"], "vs best mIoU"]
+    if protocol == "methods":
+        header.append("Params (M)")
+    table = Table(name=name, title=title, header=header, body=[])
+    previous = None
+    for row in rows:
+        if previous is not None and row.block != previous:
+            table.rule_before.add(len(table.body))
+        previous = row.block
+        if protocol == "layers":
+            cells = [_student(row)] + _tap_marks(row)
+        elif protocol == "methods":
+            cells = [_student(row), _method(row)]
+        elif protocol == "alpha":
+            c = row.config
+            plain = row.is_base or _is_plain(dict(row.key))
+            cells = [_student(row), "n/a" if plain else str(c.get("layers")).replace(",", "+"),
+                     "n/a" if plain else format_value(c.get("alpha"))]
+        else:
+            cells = [_student(row), _method(row)]
+        key = dict(row.key)
+        cells += [format_value(key.get(k)) if key.get(k) is not None else ("n/a" if row.is_base else MISSING) for k in other]
+        cells += [seeds_cell(row), metric_cell(row, "miou"), metric_cell(row, "pixel_acc"), best_cell(row, "miou")]
+        if protocol == "methods":
+            cells.append(f"{row.params_m:.1f}" if _finite(row.params_m) else MISSING)
+        if row.is_best:
+            table.bold.add(len(table.body))
+        table.body.append(cells)
+        note = row_note(row)
+        if note:
+            table.notes.append(note)
+    table.notes.extend(f"warning: {w}" for w in study.warnings)
+    table.frame = frame(rows, study)
+    return table

@@ -1,0 +1,57 @@
+"""The Fig. 1 picture grid from a tiny distilled run: teacher and student, raw and refined."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from attnfd.attention_maps import HEADER, KINDS, main
+from attnfd.trainer import fit
+
+SIZE = 40
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("attention")
+    config = {
+        "dataset": "shapes", "image_size": 32, "head_channels": 16, "train_size": 2, "val_size": 3, "epochs": 1, "teacher_epochs": 1,
+        "batch_size": 2, "teacher_backbone": "resnet18", "backbone": "resnet18", "workers": 0, "device": "cpu",
+        "cache_dir": str(root / "cache"), "out_dir": str(root / "student"), "distill": "attnfd", "layers": "encoder,decoder",
+        "teacher_gate": "learned",
+    }
+    fit(config)
+    return root
+
+
+def test_grid_shows_raw_and_refined_maps_of_both_sides(run, capsys):
+    out = run / "maps.png"
+    main(["--checkpoint", str(run / "student" / "model.pt"), "--images", "3", "--size", str(SIZE), "--out", str(out)])
+    assert capsys.readouterr().out.strip() == f"wrote {out}"
+    grid = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    columns = 2 + len(KINDS) * 2  # image, labels, then 4 pictures per tap for encoder and decoder
+    assert grid.shape == (HEADER + 3 * SIZE, columns * SIZE, 3)
+
+    def cell(row: int, col: int) -> np.ndarray:
+        return grid[HEADER + row * SIZE: HEADER + (row + 1) * SIZE, col * SIZE: (col + 1) * SIZE]
+
+    for row in range(3):
+        for col in range(columns):
+            assert cell(row, col).std() > 0, f"picture {row},{col} is flat"
+        for tap in range(2):
+            teacher_raw, teacher_refined, student_raw, student_refined = (cell(row, 2 + 4 * tap + k) for k in range(4))
+            # the gates change the maps (a gate that did nothing would leave them equal)
+            assert np.abs(teacher_raw - teacher_refined).mean() > 1
+            assert np.abs(student_raw - student_refined).mean() > 1
+    # different images give different pictures
+    assert np.abs(cell(0, 0) - cell(1, 0)).mean() > 1
+
+
+def test_a_model_without_attnfd_is_refused_in_one_line(run, capsys):
+    teacher = next((run / "cache" / "teachers").glob("*/model.pt"))
+    with pytest.raises(SystemExit) as stop:
+        main(["--checkpoint", str(teacher)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("attnfd: error: ") and "is not an AttnFD student" in err and err.count("\n") == 1
