@@ -108,8 +108,10 @@ def _data_parser(sub) -> None:
                     "files, labels that are not class indices or hold values outside the classes, image/label "
                     "size mismatches. Exit status 1 when something is wrong.")
     check.add_argument("--dataset", required=True, choices=("voc", "cityscapes"))
-    check.add_argument("--root", "--data-root", dest="root", default=None, help="the data set's folder (default: $ATTNFD_DATA/<dataset>)")
-    check.add_argument("--quick", action="store_true", help="folders, split files and counts only (what train checks)")
+    check.add_argument("--root", "--data-root", dest="root", default=None,
+                       help="the data set's folder (default: $ATTNFD_DATA/<dataset>)")
+    check.add_argument("--quick", action="store_true",
+                       help="folders, split files and counts only (what train checks)")
     check.add_argument("--partial", action="store_true", help="a count other than the official release's is fine")
     check.add_argument("--workers", type=int, default=None, help="threads reading files (default: cores, at most 8)")
     check.add_argument("--download", action="store_true",

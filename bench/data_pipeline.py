@@ -81,10 +81,10 @@ def main() -> None:
             loader.sampler.set_epoch(epoch)
             count, seconds = loader_pass(loader)
             piped.append(count / seconds)
-            for threads in plain:
+            for threads, rates in plain.items():
                 torch.set_num_threads(threads)
                 count, seconds = plain_pass(dataset.samples, transform)
-                plain[threads].append(count / seconds)
+                rates.append(count / seconds)
             torch.set_num_threads(default_threads)
 
     result = {

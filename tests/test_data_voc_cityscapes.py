@@ -157,9 +157,12 @@ def test_training_and_evaluation_on_images_of_different_sizes(tmp_path):
     write_voc(tmp_path / "voc", train=4, val=3, sbd="mat", sbd_only=2)
     rows = []
     # a copy smaller than the official release trains, with a warning that says so
-    with pytest.warns(UserWarning, match="lists 6 images, the official release 10582"):
+    with pytest.warns(UserWarning) as warned:
         last = fit({**TINY_VOC, "data_root": str(tmp_path / "voc"), "out_dir": str(tmp_path / "run")},
                    lambda row, _: rows.append(row))
+    messages = [str(w.message) for w in warned]
+    assert "voc: train (train_aug) lists 6 images, the official release 10582" in messages
+    assert "voc: val lists 3 images, the official release 1449" in messages
     assert len(rows) == 1 and math.isfinite(last["loss"]) and math.isfinite(last["miou"])
     assert len(last["per_class_iou"]) == 21
 

@@ -54,7 +54,9 @@ def resolve_data_root(dataset: str, root: str | os.PathLike | None = None) -> Pa
     base = os.environ.get("ATTNFD_DATA")
     if base:
         return Path(base).expanduser() / dataset
-    raise ConfigError(f"no data root for {dataset}: pass --data-root DIR or set ATTNFD_DATA to the folder that holds {dataset}/")
+    raise ConfigError(
+        f"no data root for {dataset}: pass --data-root DIR or set ATTNFD_DATA to the folder that holds {dataset}/"
+    )
 
 
 def check_data(config) -> None:

@@ -89,7 +89,8 @@ def quick_check(layout, root: str | Path, partial: bool = False) -> CheckReport:
         if found == 0:
             report.add("empty split", f"{split}: no image/label pairs")
         elif expected is not None and found + len(index.missing) != expected:
-            message = f"{split} ({index.kind}) lists {found + len(index.missing)} images, the official release {expected}"
+            name = split if index.kind == split else f"{split} ({index.kind})"
+            message = f"{name} lists {found + len(index.missing)} images, the official release {expected}"
             if partial:
                 report.warnings.append(message)
             else:

@@ -112,9 +112,8 @@ class SegmentationFiles(Dataset):
         image = tv_tensors.Image(read_image(sample.image))
         labels = self.layout.to_train_ids(self.layout.read_raw_label(sample))
         if tuple(image.shape[-2:]) != labels.shape:
-            raise ValueError(
-                f"{sample.id}: image {sample.image} is {tuple(image.shape[-2:])} but label {sample.label} is {labels.shape}"
-            )
+            raise ValueError(f"{sample.id}: image {sample.image} is {tuple(image.shape[-2:])} "
+                             f"but label {sample.label} is {labels.shape}")
         return image, tv_tensors.Mask(torch.from_numpy(labels))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -149,8 +149,8 @@ class VOCLayout:
                 pairs.append((i, voc_labels / f"{i}.png"))
             else:
                 pairs.append((i, folder / f"{i}.mat"))
-        notes = [f"train is train_aug: VOC train + SBD labels from {folder}; {len(ids) - len(kept)} val image(s) left out"]
-        return pairs, notes
+        left_out = len(ids) - len(kept)
+        return pairs, [f"train is train_aug: VOC train + SBD labels from {folder}; {left_out} val image(s) left out"]
 
     def read_raw_label(self, sample: Sample) -> np.ndarray:
         if sample.label.suffix == ".mat":
