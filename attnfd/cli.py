@@ -1,4 +1,4 @@
-"""``attnfd train`` and ``attnfd evaluate``.
+"""``attnfd train``, ``attnfd evaluate`` and ``attnfd data check``.
 
 Every field of ``TrainConfig`` is a flag of ``attnfd train`` (``--alpha-schedule cosine``);
 unset flags take the data set's recipe. Bad input ends the program with one line on stderr
@@ -31,6 +31,7 @@ HELP = {
     "resume": "a checkpoint folder or state.pt to continue from",
     "teacher_checkpoint": "a teacher model.pt to use instead of the cached one",
     "cache_dir": "where teachers are cached (default: $ATTNFD_CACHE or ~/.cache/attnfd)",
+    "data_root": "folder of a voc or cityscapes copy (default: $ATTNFD_DATA/<dataset>); see attnfd data check",
 }
 
 
@@ -97,6 +98,47 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(json.dumps({"checkpoint": args.checkpoint, "dataset": config.dataset, **metrics}))
 
 
+def _data_parser(sub) -> None:
+    data = sub.add_parser("data", help="check (or download) an on-disk data set",
+                          description="Work with the on-disk data sets (voc, cityscapes).")
+    actions = data.add_subparsers(dest="action", required=True)
+    check = actions.add_parser(
+        "check", help="walk a data set and report what would break a training run",
+        description="Counts per split against the official release, pairs with a missing file, unreadable "
+                    "files, labels that are not class indices or hold values outside the classes, image/label "
+                    "size mismatches. Exit status 1 when something is wrong.")
+    check.add_argument("--dataset", required=True, choices=("voc", "cityscapes"))
+    check.add_argument("--root", "--data-root", dest="root", default=None,
+                       help="the data set's folder (default: $ATTNFD_DATA/<dataset>)")
+    check.add_argument("--quick", action="store_true",
+                       help="folders, split files and counts only (what train checks)")
+    check.add_argument("--partial", action="store_true", help="a count other than the official release's is fine")
+    check.add_argument("--workers", type=int, default=None, help="threads reading files (default: cores, at most 8)")
+    check.add_argument("--download", action="store_true",
+                       help="voc only: first fetch VOC 2012 trainval and SBD into --root with torchvision")
+
+
+def _data(args: argparse.Namespace) -> None:
+    from attnfd.data import FILE_DATASETS, resolve_data_root
+    from attnfd.data.check import full_check, quick_check
+
+    root = resolve_data_root(args.dataset, args.root)
+    if args.download:
+        if args.dataset != "voc":
+            _fail("only voc can be downloaded; Cityscapes needs an account on its website")
+        from attnfd.data.voc import download
+
+        download(root)
+    layout = FILE_DATASETS[args.dataset]
+    if args.quick:
+        report = quick_check(layout, root, partial=args.partial)
+    else:
+        report = full_check(layout, root, partial=args.partial, workers=args.workers)
+    print(report.render())
+    if not report.ok:
+        raise SystemExit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="attnfd", description="Attention-guided feature distillation for segmentation")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,9 +148,10 @@ def main(argv: list[str] | None = None) -> None:
     ev.add_argument("--checkpoint", required=True, help="a model.pt written by attnfd train")
     ev.add_argument("--data-root", default=None, help="override the data root stored with the model")
     ev.add_argument("--device", default="auto")
+    _data_parser(sub)
     args = parser.parse_args(argv)
     try:
-        (_train if args.command == "train" else _evaluate)(args)
+        {"train": _train, "evaluate": _evaluate, "data": _data}[args.command](args)
     except (ConfigError, FileNotFoundError) as err:
         _fail(str(err))
     except KeyboardInterrupt:

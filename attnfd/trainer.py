@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from attnfd import checkpoint as ckpt
 from attnfd.config import ConfigError, TrainConfig
-from attnfd.data import build_dataset
+from attnfd.data import build_dataset, check_data
 from attnfd.distill import build_distillers
 from attnfd.metrics import IGNORE_INDEX, ConfusionMatrix
 from attnfd.models import build_model
@@ -55,7 +55,8 @@ def _loader(dataset, config: TrainConfig, device: torch.device, train: bool) -> 
     sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=train, seed=config.seed, drop_last=False)
     return DataLoader(
         dataset,
-        batch_size=config.batch_size if train else max(1, config.batch_size),
+        # evaluation is at original size: data sets whose images differ in size go one at a time
+        batch_size=config.batch_size if train or not getattr(dataset, "variable_size", False) else 1,
         sampler=sampler,
         num_workers=config.workers,
         pin_memory=device.type == "cuda",
@@ -98,6 +99,7 @@ class Run:
         # its teacher was cached or trained just now
         teacher_file = prepare_teacher(config) if config.distilling else None
         ckpt.seed_everything(config.seed)
+        check_data(config)
         self.train_set = build_dataset(config, "train")
         self.val_set = build_dataset(config, "val")
         if len(self.train_set) < config.batch_size:
