@@ -97,9 +97,9 @@ class Run:
         self.amp = config.amp and self.device.type == "cuda"
         # the teacher first: training it reseeds, and a run must not depend on whether
         # its teacher was cached or trained just now
+        check_data(config)
         teacher_file = prepare_teacher(config) if config.distilling else None
         ckpt.seed_everything(config.seed)
-        check_data(config)
         self.train_set = build_dataset(config, "train")
         self.val_set = build_dataset(config, "val")
         if len(self.train_set) < config.batch_size:
