@@ -34,7 +34,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # needs more epochs than the students to pull ahead
     "shapes": dict(
         image_size=64, train_size=512, val_size=128, output_stride=16, head_channels=128,
-        aspp_rates=(1, 2, 3), epochs=8, teacher_epochs=16, batch_size=16, lr=0.02,
+        aspp_rates=(1, 2, 3), epochs=10, teacher_epochs=20, batch_size=8, lr=0.02,
         weight_decay=1e-4, alpha=1.0, workers=0,
     ),
     # the paper's recipes (section 4.2) and the official code's weight decay
