@@ -10,11 +10,13 @@ weights: the cost does not depend on them) and times whole steps as the trainer 
 (``Run._step``: student forward, teacher forward under inference mode, the method's loss;
 then backward and the SGD step), one warm-up step and then the median of ``--steps``.
 
-- time ratio: median step of the method / median step of plain training (the mean of the
-  first and the last plain run, so a change of load during the benchmark shows as their
-  difference);
+- time ratio: median step of the method / median plain student step (CE only) timed
+  alternately with it in the same process, so both see the same load; the extra time is
+  split into the teacher's forward pass (timed alone, alternately too) and the rest, the
+  method's own loss, modules and backward;
 - memory ratio: peak resident memory of the process during training minus its resident
-  memory after importing torch, method / plain. The method's share includes the teacher's
+  memory after importing torch, method / plain (the plain runs, first and last, in processes
+  of their own). The method's share includes the teacher's
   weights and activations and the method's own state (connectors, CIRKD's queues), also
   listed alone as "state MB".
 
@@ -43,10 +45,13 @@ def _rss_mb() -> float:
 
 
 def measure(values: dict, steps: int) -> dict:
-    """One configuration in this (fresh) process: median step seconds and peak memory."""
+    """One configuration in this (fresh) process: median step seconds, the plain student step
+    and the teacher's forward pass timed alternately with it, and the peak memory."""
     import torch
+    import torch.nn.functional as F
 
     from attnfd.config import TrainConfig
+    from attnfd.metrics import IGNORE_INDEX
     from attnfd.trainer import Run
 
     base = _rss_mb()
@@ -55,20 +60,45 @@ def measure(values: dict, steps: int) -> dict:
     run.distillers.train()
     images, labels = next(iter(run.train_loader))
 
-    def step(progress: float) -> float:
+    def timed(fn) -> float:
         start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    def step(progress: float) -> None:
         parts = run._step(images, labels, progress)
         run.optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
         run.optimizer.step()
-        return time.perf_counter() - start
+
+    def plain_step() -> None:
+        # the trainer's step without a teacher: CE only
+        logits, _ = run.model(images)
+        loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+
+    def teacher_forward() -> None:
+        with torch.inference_mode():
+            run.teacher(images)
 
     step(0.0)
-    times = [step((i + 1) / (steps + 1)) for i in range(steps)]
+    times, plain, teacher = [], [], []
+    for i in range(steps):
+        # alternated, so the ratios within this process share the machine's load
+        times.append(timed(lambda p=(i + 1) / (steps + 1): step(p)))
+        if run.teacher is not None:
+            plain.append(timed(plain_step))
+            teacher.append(timed(teacher_forward))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     state = sum(t.numel() * t.element_size() for t in run.distillers.state_dict().values()) / 2**20
-    return {"seconds": statistics.median(times), "memory_mb": peak - base, "state_mb": state,
-            "threads": torch.get_num_threads()}
+    median = statistics.median
+    return {
+        "seconds": median(times), "plain_seconds": median(plain) if plain else median(times),
+        "teacher_seconds": median(teacher) if teacher else 0.0,
+        "memory_mb": peak - base, "state_mb": state, "threads": torch.get_num_threads(),
+    }
 
 
 def _write_teacher(config, folder: Path) -> str:
@@ -118,20 +148,24 @@ def main() -> None:
         load_after = os.getloadavg()
 
     plain = results.pop("plain")
-    plain_s = statistics.mean(r["seconds"] for r in plain)
     plain_mb = statistics.mean(r["memory_mb"] for r in plain)
     print(f"CPU, {plain[0]['threads']} threads; student {args.student}, teacher {args.teacher}; "
           f"batch {args.batch_size} x {args.image_size}x{args.image_size}; median of {args.steps} steps")
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (a shared machine: times move with it)")
-    print(f"plain student step: {plain[0]['seconds']:.3f} s first, {plain[1]['seconds']:.3f} s last; "
+    print(f"plain student step alone: {plain[0]['seconds']:.3f} s first, {plain[1]['seconds']:.3f} s last; "
           f"peak memory {plain[0]['memory_mb']:.0f} / {plain[1]['memory_mb']:.0f} MB")
     print()
-    print("| method | step s | time ratio | extra time | peak MB | memory ratio | state MB |")
-    print("|---|---|---|---|---|---|---|")
+    print("time ratio = distillation step / plain step, timed alternately in one process; of the extra time,")
+    print("the teacher's forward pass and the rest (the method's loss, its modules, their backward)")
+    print()
+    print("| method | step s | plain s | time ratio | teacher fwd | method itself | peak MB | memory ratio | state MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for method in methods:
         r = results[method][0]
-        ratio = r["seconds"] / plain_s
-        print(f"| {method} | {r['seconds']:.3f} | {ratio:.2f} | {ratio - 1:+.0%} | {r['memory_mb']:.0f} | "
+        base_s = r["plain_seconds"]
+        own = (r["seconds"] - base_s - r["teacher_seconds"]) / base_s
+        print(f"| {method} | {r['seconds']:.3f} | {base_s:.3f} | {r['seconds'] / base_s:.2f} | "
+              f"{r['teacher_seconds'] / base_s:+.0%} | {own:+.0%} | {r['memory_mb']:.0f} | "
               f"{r['memory_mb'] / plain_mb:.2f} | {r['state_mb']:.1f} |")
 
 

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from attnfd.config import ConfigError
+from attnfd.models.deeplabv3plus import TAPS as TAP_NAMES
 
 ANY_DATASET = "*"
-TAP_NAMES = ("backbone", "encoder", "decoder")
 # options whose value is a "+"-joined list of taps
 TAP_LIST_OPTIONS = ("layers",)
 TAP_OPTIONS = ("layer",)
