@@ -66,6 +66,8 @@ class TrainConfig:
     val_size: int | None = None
     data_seed: int = 0
     distill: str | None = None
+    # per-method options over attnfd.distill.defaults, "kd.temperature=4,at.layers=encoder+decoder"
+    distill_options: str | None = None
     alpha: float | None = None
     alpha_schedule: str = "constant"
     alpha_decay_start: float = 0.5
@@ -122,6 +124,7 @@ class TrainConfig:
         if self.dataset not in PRESETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(PRESETS)}")
         c = dataclasses.replace(self)
+        alpha_unset = c.alpha is None
         for key, value in PRESETS[c.dataset].items():
             if getattr(c, key) is None:
                 setattr(c, key, value)
@@ -130,6 +133,11 @@ class TrainConfig:
         if isinstance(c.layers, str):
             c.layers = tuple(s.strip() for s in c.layers.split(",") if s.strip())
         c.layers = tuple(c.layers)
+        if alpha_unset and c.distilling:
+            from attnfd.distill.defaults import default_alpha
+
+            # the presets' alpha is AttnFD's; other methods carry their own published weight
+            c.alpha = default_alpha(c.distill, c.alpha)
         c.aspp_rates = tuple(int(r) for r in c.aspp_rates)
         if isinstance(c.image_size, list):
             c.image_size = tuple(c.image_size)
@@ -171,11 +179,13 @@ class TrainConfig:
         check(self.resume is None or Path(self.resume).exists(), f"resume checkpoint not found: {self.resume}")
         if self.distilling:
             from attnfd.distill import parse_distill_spec
+            from attnfd.distill.defaults import parse_options
 
             try:
                 parse_distill_spec(self.distill)
             except ValueError as err:
                 raise ConfigError(str(err)) from None
+            parse_options(self.distill_options)
 
     def resolve_cache_dir(self) -> Path:
         return Path(self.cache_dir or os.environ.get("ATTNFD_CACHE") or Path.home() / ".cache" / "attnfd")

@@ -166,10 +166,13 @@ class Run:
                 # inference mode is an ordinary tensor that still carries no graph
                 targets = {n: {k: v.clone() for k, v in t.items()} for n, t in targets.items()}
                 alpha = alpha_at(self.config.alpha, self.config.alpha_schedule, progress, self.config.alpha_decay_start)
+                # a method may reweight CE and its own parts over training (AICSD's ALW)
+                loss = math.prod(d.ce_weight(progress) for d in self.distillers.values()) * loss
                 for name, distiller in self.distillers.items():
+                    part_weights = distiller.loss_weights(progress)
                     for part, value in distiller(logits, taps, targets[name], labels).items():
                         parts[part] = value
-                        loss = loss + alpha * self.weights[name] * value
+                        loss = loss + alpha * self.weights[name] * part_weights.get(part, 1.0) * value
         parts["loss"] = loss
         return parts
 

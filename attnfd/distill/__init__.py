@@ -13,7 +13,10 @@ def register_distiller(cls: type[Distiller]) -> type[Distiller]:
 
 
 def parse_distill_spec(spec: str) -> list[tuple[str, float]]:
-    """``"attnfd"`` -> [("attnfd", 1.0)]; ``"attnfd:1,kd:0.5"`` -> two methods with weights."""
+    """``"attnfd"`` -> [("attnfd", 1.0)]; ``"attnfd:1,kd:0.5"`` -> two methods with weights.
+    A method named without a weight gets its default (``attnfd.distill.defaults``)."""
+    from attnfd.distill.defaults import default_weight
+
     methods = []
     for item in (s.strip() for s in spec.split(",")):
         if not item:
@@ -22,11 +25,13 @@ def parse_distill_spec(spec: str) -> list[tuple[str, float]]:
         if name not in DISTILLERS:
             raise ValueError(f"unknown distillation method {name!r}; choose from {', '.join(sorted(DISTILLERS))}")
         try:
-            w = float(weight) if weight else 1.0
+            w = float(weight) if weight else default_weight(name)
         except ValueError:
             raise ValueError(f"bad weight {weight!r} for distillation method {name}") from None
         if w < 0:
             raise ValueError(f"weight of distillation method {name} must be >= 0, got {w}")
+        if any(name == seen for seen, _ in methods):
+            raise ValueError(f"distillation method {name} is named twice in {spec!r}")
         methods.append((name, w))
     if not methods:
         raise ValueError(f"no distillation method in {spec!r}")
@@ -38,4 +43,14 @@ def build_distillers(spec: str, student, teacher, config) -> dict[str, tuple[Dis
 
 
 # importing the methods registers them
-from attnfd.distill import attnfd as _attnfd  # noqa: F401
+from attnfd.distill import attnfd as _attnfd  # noqa: E402,F401
+from attnfd.distill import aicsd as _aicsd  # noqa: E402,F401
+from attnfd.distill import at as _at  # noqa: E402,F401
+from attnfd.distill import cirkd as _cirkd  # noqa: E402,F401
+from attnfd.distill import dist as _dist  # noqa: E402,F401
+from attnfd.distill import ickd as _ickd  # noqa: E402,F401
+from attnfd.distill import kd as _kd  # noqa: E402,F401
+from attnfd.distill import lad as _lad  # noqa: E402,F401
+from attnfd.distill import overhaul as _overhaul  # noqa: E402,F401
+from attnfd.distill import pfs as _pfs  # noqa: E402,F401
+from attnfd.distill import sp as _sp  # noqa: E402,F401

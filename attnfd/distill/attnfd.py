@@ -32,6 +32,7 @@ from attnfd.cbam import CBAM, ParameterFreeCBAM
 from attnfd.config import ConfigError
 from attnfd.distill import register_distiller
 from attnfd.distill.base import Distiller
+from attnfd.distill.common import connector
 
 
 def normalise(x: torch.Tensor, norm: str) -> torch.Tensor:
@@ -48,12 +49,6 @@ def attention_distance(student: torch.Tensor, teacher: torch.Tensor, norm: str) 
     return diff.sum() / student.shape[0]
 
 
-def _connector(cin: int, cout: int) -> nn.Sequential:
-    conv = nn.Conv2d(cin, cout, 1, bias=False)
-    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-    return nn.Sequential(conv, nn.BatchNorm2d(cout))
-
-
 @register_distiller
 class AttnFD(Distiller):
     name = "attnfd"
@@ -65,7 +60,7 @@ class AttnFD(Distiller):
         self.post_relu = config.tap_relu == "post"
         s_ch, t_ch = student.tap_channels, teacher.tap_channels
         self.student_gates = nn.ModuleDict({k: CBAM(s_ch[k]) for k in self.layers})
-        self.connectors = nn.ModuleDict({k: _connector(s_ch[k], t_ch[k]) for k in self.layers})
+        self.connectors = nn.ModuleDict({k: connector(s_ch[k], t_ch[k]) for k in self.layers})
         if config.teacher_gate == "learned":
             if getattr(teacher, "gates", None) is None:
                 raise ConfigError("teacher_gate=learned needs a teacher trained with tap_gates=True")

@@ -6,7 +6,16 @@ step the trainer calls ``teacher_targets`` on the teacher's logits and taps unde
 ``forward`` with the student's logits and taps, those targets and the labels. ``forward``
 returns named, unweighted loss parts; the trainer adds them up, scaled by the method's weight
 and the alpha schedule. A distiller's own trainable modules (CBAMs, connectors) are its
-parameters: the trainer optimises them at the head learning rate and checkpoints them.
+parameters: the trainer optimises them at the head learning rate and checkpoints them, and its
+buffers (margins, memory queues) are checkpointed with them.
+
+How the parts are weighted over training is the distiller's to say, through two optional
+methods the trainer consults each step with the training progress in [0, 1]:
+``loss_weights(progress)`` gives the weight of each part inside the method (a part it does not
+name weighs 1), and ``ce_weight(progress)`` the weight of the cross-entropy (1 unless the
+method reweights it, as AICSD's adaptive loss weighting does). The total is
+``prod(ce_weight) * CE + alpha(t) * sum_m w_m * sum_p loss_weights[p] * part_p``; the defaults
+and reductions are in ``attnfd.distill.defaults``.
 """
 
 from __future__ import annotations
@@ -33,3 +42,11 @@ class Distiller(nn.Module):
         labels: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def loss_weights(self, progress: float) -> dict[str, float]:
+        """Weight of each loss part at this point of training; parts not named weigh 1."""
+        return {}
+
+    def ce_weight(self, progress: float) -> float:
+        """Weight of the cross-entropy at this point of training."""
+        return 1.0

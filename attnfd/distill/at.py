@@ -1,0 +1,57 @@
+"""AT, attention transfer (Zagoruyko & Komodakis, 2017), on feature taps.
+
+The attention map of a feature map f is its channel mean of |f|^p (p=2), flattened and
+L2-normalised per image; the loss per tap is
+
+    L_at = mean over B*H*W of (a_s - a_t)^2
+
+which is CIRKD's ``losses/at.py`` (and mmrazor's), with CIRKD's weight 10000 on the feature
+after ASPP (post-ReLU, hence ``relu=True`` and ``layers=encoder`` by default). The maps are
+invariant to a positive scale of either side's features.
+
+Where the public code differs: the AT paper (torchdistill ``ATLoss`` mode ``paper``) sums
+over channels and takes the L2 norm of the difference per image (not squared), summed over
+images / B, with weight 1000; AICSD's variant normalises along H only (a bug relative to
+the paper). Neither is reproduced. When the two maps' sizes differ, the student's features
+are resized to the teacher's first.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnfd.distill import register_distiller
+from attnfd.distill.base import Distiller
+from attnfd.distill.common import activate, resize_to
+from attnfd.distill.defaults import method_options, taps_option
+
+
+def attention_map(f: torch.Tensor, p: float = 2.0) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H*W), unit L2 norm per image."""
+    a = f.float().abs().pow(p).mean(dim=1)
+    return F.normalize(a.flatten(1), dim=1, eps=1e-12)
+
+
+@register_distiller
+class AT(Distiller):
+    name = "at"
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, config):
+        super().__init__(student, teacher, config)
+        self.options = method_options(self.name, config)
+        self.layers = taps_option(self.options["layers"])
+        self.relu = bool(self.options["relu"])
+        self.p = float(self.options["p"])
+
+    def teacher_targets(self, logits, taps):
+        return {k: activate(taps[k], self.relu) for k in self.layers}
+
+    def forward(self, logits, taps, teacher, labels):
+        parts = {}
+        for k in self.layers:
+            target = teacher[k]
+            student = resize_to(activate(taps[k], self.relu), target.shape[-2:])
+            parts[f"at.{k}"] = (attention_map(student, self.p) - attention_map(target, self.p)).pow(2).mean()
+        return parts

@@ -1,0 +1,70 @@
+"""ICKD, inter-channel correlation distillation (Liu et al., ICCV 2021).
+
+The student's tap goes through an embedding (1x1 conv + BN to the teacher's channels, as the
+released ``Embed``); per image, the C x C Gram matrix of the channels is row-normalised and
+
+    L_ickd = sum of (G_s - G_t)^2 / (C * B)
+
+as ICKD's ``Cifar100/distiller_zoo/ICKD.py`` (weight ``-b 2.5`` in its ``train_student.sh``).
+ICKD's segmentation results use an m x n grid of patches with one correlation matrix each;
+``grid=g`` splits the map into g x g cells (the loss is the mean over cells); the default
+g=1 is the whole map.
+
+Where the public code differs: torchdistill's ``ChSimLoss`` and ICKD's ImageNet code divide
+by C * B^2; the segmentation training code was never released (its ``Segmentation/`` folder
+is evaluation only), so the default tap follows the classification configs: the backbone's
+last stage, post-ReLU. When sizes differ, the student is resized to the teacher's map.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnfd.distill import register_distiller
+from attnfd.distill.base import Distiller
+from attnfd.distill.common import activate, connector, resize_to
+from attnfd.distill.defaults import method_options, taps_option
+
+
+def channel_correlation(f: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, C), each row of unit L2 norm."""
+    flat = f.float().flatten(2)
+    return F.normalize(torch.bmm(flat, flat.transpose(1, 2)), dim=2, eps=1e-12)
+
+
+def ickd_loss(student: torch.Tensor, teacher: torch.Tensor, grid: int = 1) -> torch.Tensor:
+    b, c, h, w = teacher.shape
+    g_h, g_w = min(grid, h), min(grid, w)
+    losses = []
+    for s_rows, t_rows in zip(torch.tensor_split(student, g_h, dim=2), torch.tensor_split(teacher, g_h, dim=2)):
+        for s_cell, t_cell in zip(torch.tensor_split(s_rows, g_w, dim=3), torch.tensor_split(t_rows, g_w, dim=3)):
+            diff = channel_correlation(s_cell) - channel_correlation(t_cell)
+            losses.append(diff.pow(2).sum() / (c * b))
+    return torch.stack(losses).mean()
+
+
+@register_distiller
+class ICKD(Distiller):
+    name = "ickd"
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, config):
+        super().__init__(student, teacher, config)
+        self.options = method_options(self.name, config)
+        self.layers = taps_option(self.options["layers"])
+        self.relu = bool(self.options["relu"])
+        self.grid = int(self.options["grid"])
+        s_ch, t_ch = student.tap_channels, teacher.tap_channels
+        self.embeds = nn.ModuleDict({k: connector(s_ch[k], t_ch[k]) for k in self.layers})
+
+    def teacher_targets(self, logits, taps):
+        return {k: activate(taps[k], self.relu) for k in self.layers}
+
+    def forward(self, logits, taps, teacher, labels):
+        parts = {}
+        for k in self.layers:
+            target = teacher[k]
+            student = resize_to(self.embeds[k](activate(taps[k], self.relu)), target.shape[-2:])
+            parts[f"ickd.{k}"] = ickd_loss(student, target, self.grid)
+        return parts

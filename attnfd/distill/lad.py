@@ -1,0 +1,56 @@
+"""LAD (Liu et al., WACV 2024): distillation of raw features that keeps only their angular
+part. No public code was found; this follows the paper's abstract and its precursor NFD
+(normalised feature distillation, arXiv 2207.05256, same authors): the student should not
+spend capacity imitating the magnitude of the teacher's responses, only their direction.
+
+Per tap, the student's pre-ReLU map goes through a connector (1x1 conv + BN to the teacher's
+channels, needed whenever the channel counts differ); at each pixel both feature vectors are
+scaled to unit length and
+
+    L_lad,k = mean over B*H*W of || s/|s| - t/|t| ||^2 = mean of 2 (1 - cos(s, t))
+
+(0 to 4 per tap). This is AttnFD's ``norm=channel`` distance without the CBAM refinement, so
+the two compare the effect of attention alone; the default weight is therefore AttnFD's (1)
+and the default taps are the same three. The loss is invariant to any positive per-pixel
+scale of either side's features.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnfd.distill import register_distiller
+from attnfd.distill.base import Distiller
+from attnfd.distill.common import connector, resize_to
+from attnfd.distill.defaults import method_options, taps_option
+
+
+def angular_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    s = F.normalize(student.float(), dim=1, eps=1e-12)
+    t = F.normalize(teacher.float(), dim=1, eps=1e-12)
+    return (s - t).pow(2).sum(dim=1).mean()
+
+
+@register_distiller
+class LAD(Distiller):
+    name = "lad"
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, config):
+        super().__init__(student, teacher, config)
+        self.options = method_options(self.name, config)
+        self.layers = taps_option(self.options["layers"])
+        s_ch, t_ch = student.tap_channels, teacher.tap_channels
+        self.connectors = nn.ModuleDict({k: connector(s_ch[k], t_ch[k]) for k in self.layers})
+
+    def teacher_targets(self, logits, taps):
+        return {k: taps[k] for k in self.layers}
+
+    def forward(self, logits, taps, teacher, labels):
+        parts = {}
+        for k in self.layers:
+            target = teacher[k]
+            student = resize_to(self.connectors[k](taps[k]), target.shape[-2:])
+            parts[f"lad.{k}"] = angular_distance(student, target)
+        return parts

@@ -1,0 +1,94 @@
+"""Overhaul of feature distillation (Heo et al., ICCV 2019) on the pre-ReLU taps.
+
+The student's pre-ReLU tap goes through a connector (1x1 conv + BN to the teacher's
+channels). The teacher's pre-ReLU tap t is raised to a per-channel margin m, the mean of the
+negative responses expected from the teacher's BatchNorm before the tap (for BN output
+N(beta, gamma^2): m = E[x | x < 0] = beta - |gamma| phi(beta/gamma) / Phi(-beta/gamma), or
+-3|gamma| when almost no response is negative). The partial L2 distance skips positions
+where the student is already below a non-positive target, as a ReLU would hide them:
+
+    L_overhaul,k = sum over (B, C, H, W) of (s - t')^2 * [(s > t') or (t' > 0)] / B,
+    t' = max(t, m)
+
+The loss weights follow clovaai's segmentation code: ``loss_distill.sum() / B * 1e-5`` (the
+method weight here) with per-layer dividers (1 for layer4 and ASPP, 16 for the decoder:
+``loss_weights``). The margin comes from the last BatchNorm before each tap: ResNet's last
+block's final BN (as ``get_bn_before_relu``; the tap also adds the identity branch, which the
+margin ignores, as in the original), MobileNetV2's last projection BN, the ASPP projection BN
+and the decoder's last BN.
+
+Where the public code differs: it keeps the teacher in train mode (BN batch statistics, no
+gradient, features detached) and trains the connectors alone in epoch 0, then jointly at 10x
+the learning rate. Here the teacher is frozen in eval mode and the connectors train from the
+first step at the head learning rate (10x the backbone's).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from attnfd.distill import register_distiller
+from attnfd.distill.base import Distiller
+from attnfd.distill.common import connector, resize_to
+from attnfd.distill.defaults import method_options, taps_option
+
+DIVIDERS = {"backbone": 1.0, "encoder": 1.0, "decoder": 16.0}
+
+
+def _last_batchnorm(module: nn.Module) -> nn.BatchNorm2d:
+    norms = [m for name, m in module.named_modules() if isinstance(m, nn.BatchNorm2d) and "downsample" not in name]
+    if not norms:
+        raise ValueError(f"no BatchNorm2d in {type(module).__name__}")
+    return norms[-1]
+
+
+def tap_batchnorm(model: nn.Module, tap: str) -> nn.BatchNorm2d:
+    """The BatchNorm whose output (plus, for ResNet, the identity) is the tap."""
+    return _last_batchnorm({"backbone": model.backbone, "encoder": model.aspp, "decoder": model.decoder}[tap])
+
+
+def margin_from_batchnorm(bn: nn.BatchNorm2d) -> torch.Tensor:
+    """Per-channel E[x | x < 0] for x ~ N(beta, gamma^2), as a (1, C, 1, 1) tensor."""
+    std = bn.weight.detach().double().abs().clamp_min(1e-12)
+    mean = bn.bias.detach().double()
+    below = torch.special.ndtr(-mean / std)
+    density = torch.exp(-0.5 * (mean / std) ** 2) / math.sqrt(2 * math.pi)
+    margin = torch.where(below > 1e-3, mean - std * density / below.clamp_min(1e-300), -3 * std)
+    return margin.float().view(1, -1, 1, 1)
+
+
+def partial_l2(student: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    s, t = student.float(), target.float()
+    mask = (s > t) | (t > 0)
+    return ((s - t).pow(2) * mask).sum() / s.shape[0]
+
+
+@register_distiller
+class Overhaul(Distiller):
+    name = "overhaul"
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, config):
+        super().__init__(student, teacher, config)
+        self.options = method_options(self.name, config)
+        self.layers = taps_option(self.options["layers"])
+        s_ch, t_ch = student.tap_channels, teacher.tap_channels
+        self.connectors = nn.ModuleDict({k: connector(s_ch[k], t_ch[k]) for k in self.layers})
+        for k in self.layers:
+            self.register_buffer(f"margin_{k}", margin_from_batchnorm(tap_batchnorm(teacher, k)))
+
+    def teacher_targets(self, logits, taps):
+        return {k: torch.maximum(taps[k].float(), getattr(self, f"margin_{k}")) for k in self.layers}
+
+    def forward(self, logits, taps, teacher, labels):
+        parts = {}
+        for k in self.layers:
+            target = teacher[k]
+            student = resize_to(self.connectors[k](taps[k]), target.shape[-2:])
+            parts[f"overhaul.{k}"] = partial_l2(student, target)
+        return parts
+
+    def loss_weights(self, progress: float) -> dict[str, float]:
+        return {f"overhaul.{k}": 1.0 / DIVIDERS[k] for k in self.layers}
