@@ -49,7 +49,7 @@ def main() -> None:
     checkpoint.atomic_save({"config": tconf.to_dict(), "model": build_model(tconf).state_dict(), "history": []},
                            folder / "teacher.pt")
     plain = Run(dataclasses.replace(base, out_dir=str(folder / "plain")))
-    distil = Run(dataclasses.replace(base, distill="attnfd", layers=args.layers, out_dir=str(folder / "distil"),
+    distil = Run(dataclasses.replace(base, distill="attnfd", layers=tuple(args.layers.split(",")), out_dir=str(folder / "distil"),
                                      teacher_checkpoint=str(folder / "teacher.pt")))
     images, labels = next(iter(plain.train_loader))
 
