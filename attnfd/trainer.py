@@ -228,6 +228,8 @@ def fit(config: TrainConfig | dict, report: Report | None = None) -> dict:
     if config.resume:
         run.load_state_dict(ckpt.load(config.resume))
     checkpoint_dir = out_dir / "checkpoint"
+    # the trained model's size, for tables that list it next to the score (Table 1)
+    params_m = sum(p.numel() for p in run.model.parameters()) / 1e6
     while run.epoch < config.epochs:
         start = time.perf_counter()
         row = {"epoch": run.epoch + 1, **run.train_epoch()}
@@ -235,6 +237,7 @@ def fit(config: TrainConfig | dict, report: Report | None = None) -> dict:
         if run.epoch % config.eval_every == 0 or run.epoch == config.epochs:
             row.update(evaluate(run.model, run.val_loader, config.num_classes, run.device, run.amp))
         row["seconds"] = time.perf_counter() - start
+        row["params_m"] = params_m
         run.history.append(row)
         ckpt.atomic_save(run.state_dict(), checkpoint_dir / ckpt.STATE_FILE)
         if report is not None:
