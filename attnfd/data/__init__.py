@@ -47,6 +47,12 @@ def dataset_num_classes(name: str) -> int:
 FILE_DATASETS = {"voc": VOC, "cityscapes": CITYSCAPES}
 
 
+def dataset_class_names(name: str) -> tuple[str, ...]:
+    if name == "shapes":
+        return ShapesDataset.classes
+    return FILE_DATASETS[name].classes
+
+
 def resolve_data_root(dataset: str, root: str | os.PathLike | None = None) -> Path:
     """The folder a file data set lives in: ``root`` if given, else ``$ATTNFD_DATA/<dataset>``."""
     if root:

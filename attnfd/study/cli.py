@@ -1,0 +1,208 @@
+"""The command lines of ``tune/search.py`` and ``tune/ablation.py``.
+
+Both take the data set, the student(s), the recipe's epochs, where results go and how trials
+are placed; ``--set KEY=VALUE`` fixes any other training config field for every trial. Bad
+input ends the program with one line on stderr and exit status 2, before Ray starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from datetime import datetime
+from pathlib import Path
+
+from attnfd.config import ConfigError, TrainConfig
+
+
+def _fail(prog: str, message: str) -> typing.NoReturn:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.replace(":", ",").split(",") if v.strip()]
+
+
+def _names(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _set_values(items: list[str]) -> dict:
+    from attnfd.cli import _flag_type
+
+    types = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    values = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in types:
+            raise ConfigError(f"--set takes FIELD=VALUE with a training config field, got {item!r}")
+        values[key] = _flag_type(types[key])(text)
+    return values
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="shapes", help="shapes (built in, the default), voc or cityscapes")
+    parser.add_argument("--data-root", default=None, help="the data set's folder (default: $ATTNFD_DATA/<dataset>)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per trial (default: the data set's recipe)")
+    parser.add_argument("--storage", default=None,
+                        help="a local folder or a URI such as s3://bucket/path (default: $ATTNFD_RESULTS or "
+                             "~/attnfd_results); on a multi-node cluster use a URI or a shared folder")
+    parser.add_argument("--name", default=None, help="the study's name (default: protocol, data set and time)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the study --name (default: the newest one of this kind in --storage)")
+    parser.add_argument("--address", default=None, help="an existing Ray cluster, e.g. auto on a cluster's head")
+    parser.add_argument("--cpus-per-trial", type=float, default=1.0)
+    parser.add_argument("--gpus-per-trial", type=float, default=None,
+                        help="0.5 lets two trials share a GPU (default: 1 when CUDA is visible, else 0)")
+    parser.add_argument("--max-concurrent", type=int, default=None, help="at most this many trials at once")
+    parser.add_argument("--max-failures", type=int, default=2,
+                        help="retries of a trial whose worker died, each from its last checkpoint")
+    parser.add_argument("--cache-dir", default=None, help="where teachers are cached (default: ~/.cache/attnfd)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="any training config field for every trial, e.g. --set image_size=96 (repeatable)")
+    parser.add_argument("--quiet", action="store_true", help="no Ray progress table")
+
+
+def _storage(args) -> str:
+    if args.storage:
+        return args.storage
+    from attnfd.analysis.results import default_storage
+
+    return str(default_storage())
+
+
+def _gpus(args) -> float:
+    if args.gpus_per_trial is not None:
+        return args.gpus_per_trial
+    import torch
+
+    return 1.0 if torch.cuda.is_available() else 0.0
+
+
+def _base(args) -> dict:
+    base = _set_values(args.overrides)
+    base["dataset"] = args.dataset
+    for key in ("data_root", "cache_dir"):
+        value = getattr(args, key)
+        if value:
+            # trials run in other working directories, on other nodes
+            base[key] = str(Path(value).expanduser().resolve())
+    if args.epochs is not None:
+        base["epochs"] = args.epochs
+    return base
+
+
+def _study_name(args, storage: str, protocol: str, default: str) -> str:
+    if args.name:
+        return args.name
+    if args.resume:
+        folder = Path(storage).expanduser()
+        found = [p for p in folder.glob("*/results/study.json") if "://" not in storage
+                 and json.loads(p.read_text()).get("protocol") == protocol]
+        if not found:
+            raise ConfigError(f"no {protocol} study to resume in {storage}; name one with --name")
+        return max(found, key=lambda p: p.stat().st_mtime).parent.parent.name
+    return f"{default}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def _spec_kwargs(args, storage: str) -> dict:
+    return dict(storage=storage, resume=args.resume, address=args.address, cpus_per_trial=args.cpus_per_trial,
+                gpus_per_trial=_gpus(args), max_concurrent=args.max_concurrent, max_failures=args.max_failures,
+                verbose=0 if args.quiet else 1)
+
+
+def _run(prog: str, make_spec) -> None:
+    try:
+        spec = make_spec()
+        from attnfd.study.runner import best_row, run_study
+
+        rows = run_study(spec)
+    except ConfigError as err:
+        _fail(prog, str(err))
+    _print_outcome(spec, rows, best_row(rows))
+
+
+def _print_outcome(spec, rows: list[dict], best: dict | None) -> None:
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.get("status") or "unknown"] = counts.get(row.get("status") or "unknown", 0) + 1
+    print(f"\nstudy {spec.name}: {len(rows)} trials (" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")")
+    if best is not None:
+        shown = {k.removeprefix("config/"): best[k] for k in ("config/backbone", "config/distill", "config/alpha",
+                                                              "config/layers", "config/alpha_schedule", "config/seed")}
+        shown.update({k: best[f"config/{k}"] for k in spec.searched if f"config/{k}" in best})
+        print(f"best: val mIoU {best['miou']:.4f}, pixel acc {best['pixel_acc']:.4f}, trial {best['trial_id']}")
+        print("best config: " + json.dumps(shown))
+    if counts.get("running"):
+        print(f"unfinished trials remain; continue with --resume --name {spec.name}")
+    print(f"results: {spec.experiment}/results (analyse with: python analysis/ablation.py --results {spec.experiment})")
+
+
+def search_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="search", description="Optuna (TPE) search over alpha, the distilled layer subset and the alpha-decay "
+        "variant, one Ray Tune trial per config; the paper's setting is evaluated first and ASHA stops poor trials.")
+    _common(parser)
+    parser.add_argument("--student", default="resnet18", help="the student backbone")
+    parser.add_argument("--num-samples", type=int, default=8, help="trials in the search")
+    parser.add_argument("--seed", type=int, default=0, help="the sampler's and every trial's seed")
+    parser.add_argument("--alpha-range", default="0.1:30", help="alpha's log-uniform range, LOW:HIGH")
+    parser.add_argument("--search", default="", help="more dimensions to search: teacher_gate, norm, tap_relu, method")
+    parser.add_argument("--no-asha", action="store_true", help="run every trial to its last epoch")
+    args = parser.parse_args(argv)
+
+    def make_spec():
+        from attnfd.study.runner import StudySpec
+        from attnfd.study.space import SearchSpace
+
+        alpha_range = _floats(args.alpha_range)
+        if len(alpha_range) != 2:
+            raise ConfigError(f"--alpha-range takes LOW:HIGH, got {args.alpha_range!r}")
+        space = SearchSpace(alpha_range=tuple(alpha_range), extra=tuple(_names(args.search)))
+        storage = _storage(args)
+        base = {**_base(args), "backbone": args.student, "distill": "attnfd", "role": "student"}
+        name = _study_name(args, storage, "search", f"search-{args.dataset}-{args.student}")
+        return StudySpec(protocol="search", base=base, name=name, space=space, searched=space.dimensions,
+                         seeds=[args.seed], num_samples=args.num_samples, sampler_seed=args.seed,
+                         asha=not args.no_asha, **_spec_kwargs(args, storage))
+
+    _run("search", make_spec)
+
+
+def ablation_main(argv: list[str] | None = None) -> None:
+    from attnfd.study.protocols import PROTOCOLS, VARIED
+
+    parser = argparse.ArgumentParser(
+        prog="ablation", description="The paper's protocols as grids, each cell repeated over seeds: layers "
+        "(Table 3), methods (Table 1) or an alpha sweep; every trial runs to its last epoch.")
+    _common(parser)
+    parser.add_argument("--protocol", default="layers", choices=PROTOCOLS)
+    parser.add_argument("--students", default="resnet18,mobilenet_v2", help="comma-separated student backbones")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per cell (0, 1, ...)")
+    parser.add_argument("--alphas", default="0.1,0.3,1,3,10", help="alpha protocol: the alphas to sweep")
+    parser.add_argument("--layer-subsets", default="backbone,encoder,decoder",
+                        help="alpha protocol: the layer subsets, separated by ';' (e.g. 'encoder;encoder,decoder')")
+    parser.add_argument("--methods", default=None, help="methods protocol: the methods (default: every registered)")
+    args = parser.parse_args(argv)
+
+    def make_spec():
+        from attnfd.study.protocols import protocol_cells
+        from attnfd.study.runner import StudySpec
+
+        if args.seeds < 1:
+            raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+        cells = protocol_cells(args.protocol, _names(args.students), alphas=_floats(args.alphas),
+                               layer_subsets=[s.strip() for s in args.layer_subsets.split(";") if s.strip()],
+                               methods=_names(args.methods) if args.methods else None)
+        storage = _storage(args)
+        base = {**_base(args), "role": "student"}
+        name = _study_name(args, storage, args.protocol, f"{args.protocol}-{args.dataset}")
+        return StudySpec(protocol=args.protocol, base=base, name=name, cells=cells, searched=VARIED[args.protocol],
+                         seeds=list(range(args.seeds)), **_spec_kwargs(args, storage))
+
+    _run("ablation", make_spec)

@@ -1,0 +1,178 @@
+"""A study's results as Parquet, in the layout the README documents ("Results files").
+
+``ResultsWriter`` is a Tune callback in the driver: it rewrites
+``<storage>/<name>/results/epochs/<trial_id>.parquet`` whenever its trial reports, so a study
+killed at any point keeps every epoch it finished. The file itself is the state: a resumed
+study reads it back before adding rows, keyed by epoch, so nothing is lost or written twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs
+import pyarrow.parquet as pq
+from ray.tune import Callback
+
+from attnfd.config import TrainConfig
+from attnfd.study.trainable import COMPLETED, FAILED, RUNNING, STOPPED, trial_values
+
+# what a trial's report carries that belongs in an epoch row (besides loss_* parts)
+METRIC_KEYS = ("epoch", "miou", "pixel_acc", "per_class_iou", "loss", "lr", "alpha", "seconds", "params_m",
+               "status", "error", "node_id")
+
+
+def storage_fs(storage: str) -> tuple[pyarrow.fs.FileSystem, str]:
+    """The file system and the path in it of a local folder or a URI (s3://bucket/path, gs://...)."""
+    if "://" in storage:
+        return pyarrow.fs.FileSystem.from_uri(storage)
+    return pyarrow.fs.LocalFileSystem(), str(Path(storage).expanduser().resolve())
+
+
+def results_path(storage: str, name: str) -> str:
+    return f"{storage.rstrip('/')}/{name}/results"
+
+
+def flat_config(config: dict) -> dict:
+    """Every TrainConfig field of a Tune trial's config as a ``config/<field>`` scalar."""
+    values = TrainConfig.from_dict(trial_values(config)).to_dict()
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, (tuple, list)):
+            value = ",".join(str(v) for v in value)
+        if key == "distill" and not value:
+            value = "none"
+        out[f"config/{key}"] = value
+    return out
+
+
+def table(rows: list[dict]) -> pa.Table:
+    """Rows with possibly different keys as one table; a column whose values mix types is text."""
+    names = list(dict.fromkeys(k for row in rows for k in row))
+    columns = {}
+    for name in names:
+        values = [row.get(name) for row in rows]
+        try:
+            columns[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            columns[name] = pa.array([None if v is None else str(v) for v in values], type=pa.string())
+    return pa.table(columns)
+
+
+def write_table(storage: str, path: str, rows: list[dict]) -> None:
+    fs, base = storage_fs(storage)
+    full = f"{base}/{path}"
+    fs.create_dir(full.rsplit("/", 1)[0], recursive=True)
+    # write then move, so a reader (or a kill) never sees half a file
+    pq.write_table(table(rows), full + ".tmp", filesystem=fs)
+    fs.move(full + ".tmp", full)
+
+
+def read_rows(storage: str, path: str) -> list[dict]:
+    fs, base = storage_fs(storage)
+    full = f"{base}/{path}"
+    if fs.get_file_info(full).type != pyarrow.fs.FileType.File:
+        return []
+    return pq.read_table(full, filesystem=fs).to_pylist()
+
+
+def list_files(storage: str, path: str) -> list[str]:
+    fs, base = storage_fs(storage)
+    selector = pyarrow.fs.FileSelector(f"{base}/{path}", allow_not_found=True)
+    return sorted(info.path[len(base) + 1:] for info in fs.get_file_info(selector)
+                  if info.type == pyarrow.fs.FileType.File and info.path.endswith(".parquet"))
+
+
+def write_study_meta(storage: str, name: str, meta: dict) -> None:
+    fs, base = storage_fs(storage)
+    folder = f"{base}/{name}/results"
+    fs.create_dir(folder, recursive=True)
+    meta = {"name": name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **meta}
+    with fs.open_output_stream(f"{folder}/study.json") as out:
+        out.write(json.dumps(meta, indent=1).encode())
+
+
+def read_study_meta(storage: str, name: str) -> dict | None:
+    fs, base = storage_fs(storage)
+    path = f"{base}/{name}/results/study.json"
+    if fs.get_file_info(path).type != pyarrow.fs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as handle:
+        return json.loads(handle.read().decode())
+
+
+class ResultsWriter(Callback):
+    def __init__(self, storage: str, name: str, protocol: str):
+        self.storage, self.name, self.protocol = storage, name, protocol
+        self._rows: dict[str, dict[int, dict]] = {}
+
+    def __getstate__(self) -> dict:
+        # the files are the state; a restored study reads them back
+        return {**self.__dict__, "_rows": {}}
+
+    def _file(self, trial_id: str) -> str:
+        return f"{self.name}/results/epochs/{trial_id}.parquet"
+
+    def _trial_rows(self, trial_id: str) -> dict[int, dict]:
+        if trial_id not in self._rows:
+            self._rows[trial_id] = {int(r["epoch"]): r for r in read_rows(self.storage, self._file(trial_id))}
+        return self._rows[trial_id]
+
+    def _save(self, trial) -> None:
+        rows = self._trial_rows(trial.trial_id)
+        write_table(self.storage, self._file(trial.trial_id), [rows[e] for e in sorted(rows)])
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        row = {"study": self.name, "protocol": self.protocol, "trial_id": trial.trial_id,
+               "node": result.get("node_ip"), "pid": result.get("pid")}
+        row.update({k: v for k, v in result.items() if k in METRIC_KEYS or k.startswith("loss_")})
+        for key in ("miou", "pixel_acc"):
+            row[key] = float(row.get(key, math.nan))
+        row.setdefault("error", None)
+        row.update(flat_config(trial.config))
+        self._trial_rows(trial.trial_id)[int(row["epoch"])] = row
+        self._save(trial)
+
+    def _close(self, trial, status: str | None, error: str | None = None) -> None:
+        rows = self._trial_rows(trial.trial_id)
+        if not rows:
+            # a trial that failed before its first epoch still gets a row with its error
+            rows[0] = {"study": self.name, "protocol": self.protocol, "trial_id": trial.trial_id, "node": None,
+                       "status": status, "error": error, "epoch": 0, "miou": math.nan, "pixel_acc": math.nan,
+                       **flat_config(trial.config)}
+        last = rows[max(rows)]
+        if last.get("status") == FAILED:
+            return self._save(trial)
+        if status is None:
+            status = COMPLETED if last.get("status") == COMPLETED else STOPPED
+        last["status"] = status
+        if error:
+            last["error"] = error
+        self._save(trial)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._close(trial, None)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        text = trial.get_error() or "the trial errored"
+        lines = [line for line in str(text).strip().splitlines() if line.strip()]
+        self._close(trial, FAILED, lines[-1] if lines else str(text))
+
+
+def write_summary(storage: str, name: str) -> list[dict]:
+    """``results/summary.parquet``: each trial's last epoch row."""
+    last_rows = []
+    for path in list_files(storage, f"{name}/results/epochs"):
+        rows = read_rows(storage, path)
+        if rows:
+            last_rows.append(max(rows, key=lambda r: r["epoch"]))
+    if last_rows:
+        write_table(storage, f"{name}/results/summary.parquet", last_rows)
+    return last_rows
+
+
+__all__ = ["COMPLETED", "FAILED", "RUNNING", "STOPPED", "ResultsWriter", "write_summary", "write_study_meta"]

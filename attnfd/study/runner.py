@@ -1,0 +1,231 @@
+"""One study on Ray: validate every config, prepare the teachers once, run the trials, write results.
+
+A study is either a search (Optuna's TPE over a ``SearchSpace``, the paper's setting first,
+ASHA stopping poor trials) or a grid (a protocol's cells x seeds, every trial to the end).
+Its folder ``<storage>/<name>/`` holds Ray's experiment state (so ``resume`` continues it),
+the trials' checkpoints and the ``results/`` Parquet files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from attnfd.config import ConfigError, TrainConfig
+from attnfd.study import results as res
+from attnfd.study.space import SearchSpace
+from attnfd.study.trainable import CELL, OBJECTIVE, teacher_key, train_trial, trial_values
+
+# Ray rewrites 127.0.0.1/localhost to the machine's outward address; another loopback
+# address keeps a local instance on loopback
+LOCAL_NODE_IP = "127.0.0.2" if sys.platform.startswith("linux") else None
+
+
+@dataclass
+class StudySpec:
+    protocol: str  # "search", or a grid protocol: "layers", "methods", "alpha"
+    base: dict  # TrainConfig values every trial shares
+    storage: str
+    name: str
+    cells: list[dict] = field(default_factory=list)  # grid protocols
+    seeds: list[int] = field(default_factory=lambda: [0])
+    space: SearchSpace | None = None  # search
+    searched: list[str] = field(default_factory=list)
+    num_samples: int = 1
+    sampler_seed: int = 0
+    asha: bool = True
+    max_concurrent: int | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_failures: int = 2
+    address: str | None = None
+    node_ip: str | None = LOCAL_NODE_IP
+    resume: bool = False
+    verbose: int = 1
+
+    @property
+    def search(self) -> bool:
+        return self.protocol == "search"
+
+    @property
+    def experiment(self) -> str:
+        return f"{self.storage.rstrip('/')}/{self.name}"
+
+
+def trial_configs(spec: StudySpec) -> list[dict]:
+    """The configs the study can run, as Tune configs (the search: its first point)."""
+    if spec.search:
+        paper_alpha = TrainConfig.from_dict({**spec.base, "alpha": None}).alpha
+        return [{**spec.base, **spec.space.paper_point(paper_alpha), "seed": spec.seeds[0]}]
+    return [{**spec.base, CELL: cell, "seed": seed} for cell in spec.cells for seed in spec.seeds]
+
+
+def validate(spec: StudySpec) -> list[TrainConfig]:
+    """Every trial's config, resolved; a bad one stops the study here, before Ray starts."""
+    if spec.search and spec.space is None:
+        raise ConfigError("a search needs a search space")
+    if not spec.search and not spec.cells:
+        raise ConfigError("a grid study needs at least one cell")
+    if spec.num_samples < 1:
+        raise ConfigError(f"num_samples must be >= 1, got {spec.num_samples}")
+    if spec.cpus_per_trial <= 0 or spec.gpus_per_trial < 0:
+        raise ConfigError("cpus per trial must be > 0 and gpus per trial >= 0")
+    configs = [TrainConfig.from_dict(trial_values(c)) for c in trial_configs(spec)]
+    if spec.search and spec.space is not None:
+        for name in spec.space.dimensions:
+            if name in spec.base:
+                raise ConfigError(f"{name} is searched; do not also fix it")
+    return configs
+
+
+def _threads(spec: StudySpec) -> int:
+    return max(1, int(spec.cpus_per_trial))
+
+
+def _init_ray(spec: StudySpec) -> bool:
+    """Connect to the cluster (or start a local instance); True if this call started Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    # the usage-stats report would dial out of the machine
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if spec.address:
+        ray.init(address=spec.address, log_to_driver=True)
+    else:
+        ray.init(include_dashboard=False, _node_ip_address=spec.node_ip)
+    return True
+
+
+def prepare_teachers(spec: StudySpec, configs: list[TrainConfig]) -> dict[str, bytes]:
+    """Train (or find in the cache) each teacher the study needs, once, on a worker with a
+    trial's resources; its file reaches the trials through the object store."""
+    import ray
+
+    needed = {}
+    for config in configs:
+        if config.distilling:
+            needed.setdefault(teacher_key(config), config)
+    if not needed:
+        return {}
+    task = ray.remote(_teacher_file).options(num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_trial,
+                                              max_retries=spec.max_failures)
+    teachers = {}
+    for key, config in needed.items():
+        print(f"teacher {key}: found in the cache or trained once for the whole study ...", flush=True)
+        start = time.perf_counter()
+        teachers[key] = ray.get(task.remote(dataclasses.asdict(config), _threads(spec)))
+        print(f"teacher {key}: ready in {time.perf_counter() - start:.0f} s ({len(teachers[key]) / 1e6:.0f} MB)",
+              flush=True)
+    return teachers
+
+
+def _teacher_file(values: dict, threads: int) -> bytes:
+    import torch
+
+    from attnfd.teachers import prepare_teacher
+
+    torch.set_num_threads(threads)
+    config = TrainConfig.from_dict(values)
+    return Path(prepare_teacher(config)).read_bytes()
+
+
+def trial_dirname(trial) -> str:
+    # the default name spells out the whole config and runs past file-name limits
+    return f"trial_{trial.trial_id}"
+
+
+def _tuner(spec: StudySpec, trainable):
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    writer = res.ResultsWriter(spec.storage, spec.name, spec.protocol)
+    storage_path = spec.storage if "://" in spec.storage else str(Path(spec.storage).expanduser().resolve())
+    run_config = tune.RunConfig(
+        name=spec.name, storage_path=storage_path, verbose=spec.verbose,
+        # Ray's own JSON/CSV logs stay; its TensorBoard logger is left out (set below), as it
+        # chokes on the NaN mIoU of epochs that are not evaluated
+        callbacks=[writer, JsonLoggerCallback(), CSVLoggerCallback()],
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+    )
+    if spec.search:
+        import optuna
+        from ray.tune.schedulers import ASHAScheduler
+
+        from attnfd.study.searcher import StudySearch
+
+        epochs = TrainConfig.from_dict(spec.base).epochs
+        paper_alpha = TrainConfig.from_dict({**spec.base, "alpha": None}).alpha
+        searcher = StudySearch(
+            spec.space, metric=OBJECTIVE, mode="max", points_to_evaluate=[spec.space.paper_point(paper_alpha)],
+            sampler=optuna.samplers.TPESampler(seed=spec.sampler_seed, multivariate=True, group=True),
+        )
+        scheduler = None
+        if spec.asha and epochs > 1:
+            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs,
+                                      grace_period=max(1, epochs // 4), reduction_factor=2)
+        param_space = {**spec.base, "seed": spec.seeds[0]}
+        tune_config = tune.TuneConfig(metric=OBJECTIVE, mode="max", search_alg=searcher, scheduler=scheduler,
+                                      num_samples=spec.num_samples, max_concurrent_trials=spec.max_concurrent,
+                                      reuse_actors=True, trial_dirname_creator=trial_dirname)
+    else:
+        param_space = {**spec.base, CELL: tune.grid_search(spec.cells), "seed": tune.grid_search(spec.seeds)}
+        tune_config = tune.TuneConfig(metric=OBJECTIVE, mode="max", num_samples=1,
+                                      max_concurrent_trials=spec.max_concurrent, reuse_actors=True,
+                                      trial_dirname_creator=trial_dirname)
+    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+
+
+def run_study(spec: StudySpec) -> list[dict]:
+    """Run (or resume) the study; returns each trial's last row, as in summary.parquet."""
+    configs = validate(spec)
+    # read by Tune in this process: our loggers are given explicitly (see _tuner), and short
+    # trials checkpoint often enough to trigger a warning meant for slow storage
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    from ray import tune
+
+    meta = res.read_study_meta(spec.storage, spec.name)
+    if spec.resume and meta is None:
+        raise ConfigError(f"no study {spec.name!r} to resume in {spec.storage}")
+    if not spec.resume and meta is not None:
+        raise ConfigError(f"a study {spec.name!r} exists in {spec.storage}; pass --resume to continue it, "
+                          "or another --name")
+    started = _init_ray(spec)
+    try:
+        if meta is None:
+            from attnfd.data import dataset_class_names
+
+            res.write_study_meta(spec.storage, spec.name, {
+                "protocol": spec.protocol, "dataset": configs[0].dataset,
+                "class_names": list(dataset_class_names(configs[0].dataset)), "seeds": spec.seeds,
+                "metric": "miou", "searched": spec.searched, "num_samples": spec.num_samples,
+            })
+        teachers = prepare_teachers(spec, configs)
+        trainable = tune.with_resources(
+            tune.with_parameters(train_trial, teachers=teachers, threads=_threads(spec)),
+            {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial},
+        )
+        if spec.resume and tune.Tuner.can_restore(spec.experiment):
+            tuner = tune.Tuner.restore(spec.experiment, trainable=trainable, resume_errored=True)
+        else:
+            tuner = _tuner(spec, trainable)
+        tuner.fit()
+        return res.write_summary(spec.storage, spec.name)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def best_row(rows: list[dict]) -> dict | None:
+    """The completed trial with the highest val mIoU."""
+    done = [r for r in rows if r.get("status") == res.COMPLETED and math.isfinite(r.get("miou", math.nan))]
+    return max(done, key=lambda r: r["miou"]) if done else None

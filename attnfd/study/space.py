@@ -1,0 +1,84 @@
+"""What a search varies: alpha, the layer subset, the alpha-decay variant, and more by flag.
+
+The space is define-by-run (Optuna's ``trial.suggest_*``) so that it can grow dimensions
+that only some studies search. It is a class at module level because Ray pickles the
+searcher, space included, into the experiment state, and ``--resume`` must unpickle it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import combinations
+
+from attnfd.config import ALPHA_SCHEDULES, NORMS, TAP_RELUS, TEACHER_GATES, ConfigError
+from attnfd.models.deeplabv3plus import TAPS
+
+# the 7 non-empty subsets of the taps, as the comma-joined strings configs take; strings
+# because Optuna keeps categorical choices as plain values
+LAYER_SUBSETS: tuple[str, ...] = tuple(",".join(c) for n in range(1, len(TAPS) + 1) for c in combinations(TAPS, n))
+PAPER_LAYERS = ",".join(TAPS)
+
+
+def _method_choices() -> tuple[str, ...]:
+    from attnfd.distill import DISTILLERS
+
+    return tuple(sorted(DISTILLERS))
+
+
+# the extra dimensions a study may search, by their config field, with the paper's value first
+EXTRA_DIMENSIONS: dict[str, tuple[str, ...]] = {
+    "teacher_gate": TEACHER_GATES,
+    "norm": NORMS,
+    "tap_relu": TAP_RELUS,
+}
+# "method" is what a user calls the distillation method; its config field is "distill"
+METHOD = "method"
+
+
+@dataclass
+class SearchSpace:
+    """alpha (log-uniform in ``alpha_range``), ``layers``, ``alpha_schedule`` and ``extra``."""
+
+    alpha_range: tuple[float, float] = (0.1, 30.0)
+    extra: tuple[str, ...] = ()
+    methods: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        low, high = self.alpha_range
+        if not 0 < low < high:
+            raise ConfigError(f"alpha range must be 0 < low < high, got {low}:{high}")
+        unknown = [d for d in self.extra if d not in EXTRA_DIMENSIONS and d != METHOD]
+        if unknown:
+            names = ", ".join([*EXTRA_DIMENSIONS, METHOD])
+            raise ConfigError(f"cannot search {', '.join(unknown)}; searchable extra dimensions: {names}")
+        if METHOD in self.extra and not self.methods:
+            self.methods = _method_choices()
+
+    @property
+    def dimensions(self) -> list[str]:
+        """The searched config fields, in the order they are suggested."""
+        return ["alpha", "layers", "alpha_schedule", *("distill" if d == METHOD else d for d in self.extra)]
+
+    def __call__(self, trial) -> None:
+        trial.suggest_float("alpha", *self.alpha_range, log=True)
+        trial.suggest_categorical("layers", LAYER_SUBSETS)
+        trial.suggest_categorical("alpha_schedule", ALPHA_SCHEDULES)
+        for name in self.extra:
+            if name == METHOD:
+                trial.suggest_categorical("distill", self.methods)
+            else:
+                trial.suggest_categorical(name, EXTRA_DIMENSIONS[name])
+
+    def paper_point(self, paper_alpha: float) -> dict:
+        """The paper's setting (all three taps, constant alpha, its gate/norm/ReLU choices),
+        evaluated first so a study never ends below it."""
+        low, high = self.alpha_range
+        if not low <= paper_alpha <= high:
+            raise ConfigError(f"the alpha range {low}:{high} leaves out the paper's alpha {paper_alpha} for this data set")
+        point = {"alpha": paper_alpha, "layers": PAPER_LAYERS, "alpha_schedule": "constant"}
+        for name in self.extra:
+            if name == METHOD:
+                point["distill"] = "attnfd" if "attnfd" in self.methods else self.methods[0]
+            else:
+                point[name] = EXTRA_DIMENSIONS[name][0]
+        return point

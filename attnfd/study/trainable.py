@@ -1,0 +1,122 @@
+"""``fit`` as a Ray Tune function trainable.
+
+Every epoch becomes one ``tune.report`` carrying the epoch's metrics and the run's checkpoint
+folder; a restarted trial (a retry after its worker died, or ``--resume``) gets that
+checkpoint back from ``tune.get_checkpoint`` and continues from the epoch after it.
+
+What a trial adds to the trainer's epoch row:
+- ``objective``: the last evaluated val mIoU so far (0 before the first evaluation). Tune's
+  searcher and scheduler read this, not ``miou``, because ``miou`` is NaN on epochs that are
+  not evaluated and every report must carry the metric they compare.
+- ``final``: the row closes the trial's last epoch (a trial that ends without one was stopped
+  early by the scheduler).
+- ``status``: ``running``, ``completed``, or ``failed`` with ``error`` for a loss that
+  turned NaN/inf. Divergence is reported, not raised: Tune would retry a raised error
+  ``max_failures`` times, and the same config diverges again.
+- ``node_id``: the Ray node the epoch ran on.
+
+The teacher is never trained in a trial. The driver prepares it once per study and hands its
+file to every trial through the object store; a trial writes it into its node's teacher cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import torch
+
+from attnfd import checkpoint as ckpt
+from attnfd.config import ConfigError, TrainConfig
+from attnfd.teachers import _locked, teacher_dir
+from attnfd.trainer import NonFiniteLossError, fit
+
+RUNNING, COMPLETED, STOPPED, FAILED = "running", "completed", "stopped", "failed"
+OBJECTIVE = "objective"
+# written into each reported checkpoint, so a restarted trial knows its best-so-far score
+_OBJECTIVE_FILE = "objective.json"
+# a grid protocol puts the values that make a table row under this key of the Tune config
+CELL = "cell"
+
+
+def trial_values(config: dict) -> dict:
+    """A Tune trial's config as TrainConfig values: the grid cell's values merged in."""
+    values = {k: v for k, v in config.items() if k != CELL}
+    values.update(config.get(CELL) or {})
+    return values
+
+
+def teacher_key(config: TrainConfig) -> str:
+    """The name of the teacher a distillation config needs, as its cache folder names it."""
+    return teacher_dir(config)[0].name
+
+
+def install_teacher(config: TrainConfig, teachers: dict[str, bytes] | None) -> str:
+    """The path of this config's teacher in this node's cache, written from the study's copy
+    if the node does not have it yet."""
+    folder, _ = teacher_dir(config)
+    model_file = folder / ckpt.MODEL_FILE
+    if not model_file.is_file():
+        data = (teachers or {}).get(folder.name)
+        if data is None:
+            raise ConfigError(f"no teacher {folder.name} was prepared for this study")
+        with _locked(folder.with_suffix(".lock")):
+            if not model_file.is_file():
+                folder.mkdir(parents=True, exist_ok=True)
+                tmp = model_file.with_name(model_file.name + ".tmp")
+                tmp.write_bytes(data)
+                tmp.replace(model_file)
+    return str(model_file)
+
+
+def _restored(work: Path) -> tuple[str | None, float]:
+    """The checkpoint Tune hands back to a restarted trial, copied locally, and its objective."""
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None, 0.0
+    folder = Path(checkpoint.to_directory(str(work / "restored")))
+    objective_file = folder / _OBJECTIVE_FILE
+    objective = json.loads(objective_file.read_text())[OBJECTIVE] if objective_file.is_file() else 0.0
+    return str(folder / ckpt.STATE_FILE), objective
+
+
+def train_trial(config: dict, teachers: dict[str, bytes] | None = None, threads: int | None = None) -> None:
+    import ray
+    from ray import tune
+
+    if threads:
+        torch.set_num_threads(threads)
+    train_config = TrainConfig.from_dict(trial_values(config))
+    node_id = ray.get_runtime_context().get_node_id()
+    with tempfile.TemporaryDirectory(prefix="attnfd-trial-") as tmp:
+        work = Path(tmp)
+        resume, objective = _restored(work)
+        teacher = install_teacher(train_config, teachers) if train_config.distilling else None
+        train_config = dataclasses.replace(train_config, out_dir=str(work / "run"), resume=resume,
+                                           teacher_checkpoint=teacher)
+        state = {OBJECTIVE: objective, "epoch": 0}
+
+        def report(row: dict, checkpoint_dir: str) -> None:
+            if math.isfinite(row.get("miou", math.nan)):
+                state[OBJECTIVE] = row["miou"]
+            state["epoch"] = row["epoch"]
+            final = row["epoch"] == train_config.epochs
+            (Path(checkpoint_dir) / _OBJECTIVE_FILE).write_text(json.dumps({OBJECTIVE: state[OBJECTIVE]}))
+            metrics = {**row, OBJECTIVE: state[OBJECTIVE], "final": final,
+                       "status": COMPLETED if final else RUNNING, "node_id": node_id}
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+
+        try:
+            fit(train_config, report)
+        except NonFiniteLossError as err:
+            tune.report({"epoch": state["epoch"] + 1, OBJECTIVE: state[OBJECTIVE], "final": False,
+                         "status": FAILED, "error": str(err), "node_id": node_id})
+        finally:
+            if torch.cuda.is_available():
+                # with reused actors the next trial runs in this process
+                torch.cuda.empty_cache()
