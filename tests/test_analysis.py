@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from analysis_results_folder import CLASSES, SEARCH_ALPHAS, SEARCH_LAYERS, layers_study, search_miou, search_study
+from analysis_results_folder import (
+    CLASSES,
+    SEARCH_ALPHAS,
+    SEARCH_LAYERS,
+    layers_study,
+    search_miou,
+    search_study,
+    trial,
+    write_study,
+)
 from scipy.special import betainc
 
 from attnfd.analysis import analyse, load_study, protocol_table, write
@@ -293,3 +302,22 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, storage, capsys):
         main(["--results", str(storage / "ablation"), "--compare", "resnet18 | none", "layers=decoder"])
     err = capsys.readouterr().err
     assert err.startswith("attnfd: error: 'layers=decoder' names 2 rows") and err.count("\n") == 1
+
+
+def test_search_trials_run_in_the_order_of_their_first_report(tmp_path):
+    # a search's trial ids are random: the rows' time orders the trials and the best-so-far curve
+    runs = {"f00d": (30.0, 0.4), "0bad": (10.0, 0.2), "beef": (20.0, 0.5)}
+    trials = []
+    for trial_id, (started, miou) in runs.items():
+        rows = trial(trial_id, [(miou - 0.1, miou - 0.1, [0.5] * 3, 1.0), (miou, miou, [0.5] * 3, 0.9)])
+        for i, row in enumerate(rows):
+            row["time"] = started + i
+        trials.append(rows)
+    folder = write_study(tmp_path, "order", trials, protocol="search", seeds=[0], class_names=CLASSES)
+
+    study = load_study(folder)
+    assert list(study.trials["trial_id"]) == ["0bad", "beef", "f00d"]
+    from attnfd.analysis.figures import best_so_far
+
+    curve = best_so_far(study).data[0]
+    assert list(curve.x) == [2, 4, 6] and list(curve.y) == pytest.approx([20.0, 50.0, 50.0])

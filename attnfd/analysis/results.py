@@ -208,6 +208,7 @@ def _trial_row(trial_id: str, rows: pd.DataFrame | None, summary: dict | None) -
         "pixel_acc": _plain(evaluated.get("pixel_acc")) if evaluated is not None else None,
         "per_class_iou": _floats(evaluated.get("per_class_iou")) if evaluated is not None else None,
         "params_m": params[-1] if params else None,
+        "started": _started(rows),
     }
     for key, value in last.items():
         if str(key).startswith(CONFIG):
@@ -219,6 +220,20 @@ def _trial_row(trial_id: str, rows: pd.DataFrame | None, summary: dict | None) -
     return row
 
 
+def _started(rows: pd.DataFrame | None) -> float | None:
+    """When the trial first reported (Unix seconds), if its rows carry the time."""
+    if rows is None or "time" not in rows:
+        return None
+    times = [t for t in map(_plain, rows["time"]) if _finite(t)]
+    return min(times) if times else None
+
+
+def _run_order(trial: dict) -> tuple:
+    # a search's trial ids carry no counter: the time of their first report orders them
+    started = trial.get("started")
+    return (started if started is not None else math.inf, trial_sort_key(trial["trial_id"]))
+
+
 def _trials(epochs: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     by_trial = {}
     if len(epochs):
@@ -226,7 +241,7 @@ def _trials(epochs: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
         by_trial = {str(t): g for t, g in ordered.groupby("trial_id", sort=False)}
     summaries = {str(r["trial_id"]): r for r in summary.to_dict("records")} if len(summary) else {}
     ids = sorted(set(by_trial) | set(summaries), key=trial_sort_key)
-    rows = [_trial_row(t, by_trial.get(t), summaries.get(t)) for t in ids]
+    rows = sorted((_trial_row(t, by_trial.get(t), summaries.get(t)) for t in ids), key=_run_order)
     trials = pd.DataFrame(rows)
     for column in ("miou", "pixel_acc", "params_m"):
         if column in trials:

@@ -23,7 +23,7 @@ from attnfd.study.trainable import COMPLETED, FAILED, RUNNING, STOPPED, trial_va
 
 # what a trial's report carries that belongs in an epoch row (besides loss_* parts)
 METRIC_KEYS = ("epoch", "miou", "pixel_acc", "per_class_iou", "loss", "lr", "alpha", "seconds", "params_m",
-               "status", "error", "node_id")
+               "status", "error", "node_id", "time")
 
 
 def storage_fs(storage: str) -> tuple[pyarrow.fs.FileSystem, str]:
@@ -175,4 +175,4 @@ def write_summary(storage: str, name: str) -> list[dict]:
     return last_rows
 
 
-__all__ = ["COMPLETED", "FAILED", "RUNNING", "STOPPED", "ResultsWriter", "write_summary", "write_study_meta"]
+__all__ = ["COMPLETED", "FAILED", "RUNNING", "STOPPED", "ResultsWriter", "write_study_meta", "write_summary"]

@@ -96,7 +96,9 @@ def _init_ray(spec: StudySpec) -> bool:
     # the usage-stats report would dial out of the machine
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if spec.address:
-        ray.init(address=spec.address, log_to_driver=True)
+        host = spec.address.rsplit(":", 1)[0]
+        # a cluster on this machine's loopback: the driver must stay on the same address
+        ray.init(address=spec.address, _node_ip_address=host if host.startswith("127.") else None)
     else:
         ray.init(include_dashboard=False, _node_ip_address=spec.node_ip)
     return True

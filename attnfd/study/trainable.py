@@ -13,7 +13,8 @@ What a trial adds to the trainer's epoch row:
 - ``status``: ``running``, ``completed``, or ``failed`` with ``error`` for a loss that
   turned NaN/inf. Divergence is reported, not raised: Tune would retry a raised error
   ``max_failures`` times, and the same config diverges again.
-- ``node_id``: the Ray node the epoch ran on.
+- ``node_id``: the Ray node the epoch ran on; ``time``: when the epoch was reported (Unix
+  seconds), which orders a search's trials (their ids carry no counter).
 
 The teacher is never trained in a trial. The driver prepares it once per study and hands its
 file to every trial through the object store; a trial writes it into its node's teacher cache.
@@ -25,6 +26,7 @@ import dataclasses
 import json
 import math
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -107,14 +109,14 @@ def train_trial(config: dict, teachers: dict[str, bytes] | None = None, threads:
             state["epoch"] = row["epoch"]
             final = row["epoch"] == train_config.epochs
             (Path(checkpoint_dir) / _OBJECTIVE_FILE).write_text(json.dumps({OBJECTIVE: state[OBJECTIVE]}))
-            metrics = {**row, OBJECTIVE: state[OBJECTIVE], "final": final,
+            metrics = {**row, OBJECTIVE: state[OBJECTIVE], "final": final, "time": time.time(),
                        "status": COMPLETED if final else RUNNING, "node_id": node_id}
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
 
         try:
             fit(train_config, report)
         except NonFiniteLossError as err:
-            tune.report({"epoch": state["epoch"] + 1, OBJECTIVE: state[OBJECTIVE], "final": False,
+            tune.report({"epoch": state["epoch"] + 1, OBJECTIVE: state[OBJECTIVE], "final": False, "time": time.time(),
                          "status": FAILED, "error": str(err), "node_id": node_id})
         finally:
             if torch.cuda.is_available():

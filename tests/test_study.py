@@ -1,0 +1,203 @@
+"""Studies on a local Ray instance: search, grid protocols, NaN trials and killed trials.
+
+One Ray instance serves the module (on 127.0.0.2: Ray rewrites 127.0.0.1 to the machine's
+outward address). Every study uses the tiny config of conftest.py, so a trial takes a second.
+"""
+
+import json
+import math
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import TINY
+from optuna.trial import TrialState
+
+from attnfd.study.protocols import protocol_cells
+from attnfd.study.runner import StudySpec, run_study
+from attnfd.study.searcher import StudySearch
+from attnfd.study.space import LAYER_SUBSETS, PAPER_LAYERS, SearchSpace
+from attnfd.study.trainable import OBJECTIVE
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.2", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def base(teacher_cache, **changes):
+    return {**TINY, "cache_dir": teacher_cache, "role": "student", **changes}
+
+
+def epoch_rows(storage, name):
+    folder = Path(storage) / name / "results" / "epochs"
+    return {p.stem: pq.read_table(p).to_pylist() for p in sorted(folder.glob("*.parquet"))}
+
+
+def reported(storage, name, trial_id):
+    """What the trial reported to Tune, from Ray's own per-trial log."""
+    lines = (Path(storage) / name / f"trial_{trial_id}" / "result.json").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def same(a, b):
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a):
+        return math.isnan(b)
+    return a == b
+
+
+def test_search_writes_a_row_per_reported_epoch(tmp_path, teacher_cache):
+    storage = str(tmp_path / "studies")
+    spec = StudySpec(protocol="search", base=base(teacher_cache, distill="attnfd"), storage=storage, name="s",
+                     space=SearchSpace(), searched=SearchSpace().dimensions, num_samples=3, verbose=0)
+    summary = run_study(spec)
+
+    trials = epoch_rows(storage, "s")
+    assert len(trials) == 3 and len(summary) == 3
+    for trial_id, rows in trials.items():
+        results = reported(storage, "s", trial_id)
+        assert [r["epoch"] for r in rows] == [r["epoch"] for r in results]
+        for row, result in zip(rows, results):
+            compared = [k for k in result if k.startswith("loss") or k in
+                        ("miou", "pixel_acc", "per_class_iou", "alpha", "lr", "seconds", "node_id", "pid")]
+            assert "loss_ce" in compared and any(k.startswith("loss_attnfd.") for k in compared)
+            for key in compared:
+                assert same(row[key], result[key]), key
+            assert row["config/alpha"] == result["config"]["alpha"]
+        assert rows[-1]["status"] in ("completed", "stopped")
+        assert all(r["config/distill"] == "attnfd" and r["config/layers"] in LAYER_SUBSETS for r in rows)
+    # the paper's setting is evaluated: alpha 1 on shapes (a value TPE would not draw exactly),
+    # all three taps, constant
+    settings = [(r[0]["config/alpha"], r[0]["config/layers"], r[0]["config/alpha_schedule"]) for r in trials.values()]
+    assert (1.0, PAPER_LAYERS, "constant") in settings
+    assert {r["trial_id"] for r in summary} == set(trials)
+    assert pq.read_table(Path(storage) / "s" / "results" / "summary.parquet").num_rows == 3
+
+    from attnfd.analysis.results import load_study
+
+    study = load_study(Path(storage) / "s")
+    assert len(study.epochs) == sum(len(rows) for rows in trials.values())
+
+
+def test_layers_protocol_runs_every_cell_for_every_seed(tmp_path, teacher_cache):
+    storage = str(tmp_path / "studies")
+    cells = protocol_cells("layers", ["resnet18"])
+    spec = StudySpec(protocol="layers", base=base(teacher_cache, epochs=1), storage=storage, name="t3",
+                     cells=cells, seeds=[0, 1], verbose=0)
+    summary = run_study(spec)
+
+    assert len(cells) == 1 + 7
+    assert len(summary) == (1 + 7) * 1 * 2
+    assert all(r["status"] == "completed" and r["epoch"] == 1 for r in summary)
+    runs = {(r["config/distill"], r["config/layers"] if r["config/distill"] != "none" else "", r["config/seed"])
+            for r in summary}
+    assert len(runs) == 16
+    assert {layers for distill, layers, _ in runs if distill == "attnfd"} == set(LAYER_SUBSETS)
+
+
+def test_a_diverging_trial_is_failed_with_its_reason_and_the_study_goes_on(tmp_path, teacher_cache):
+    storage = str(tmp_path / "studies")
+    cells = [{"backbone": "resnet18", "distill": None}, {"backbone": "resnet18", "distill": None, "lr": 1e12}]
+    spec = StudySpec(protocol="layers", base=base(teacher_cache), storage=storage, name="nan", cells=cells,
+                     verbose=0)
+    summary = run_study(spec)
+
+    by_lr = {r["config/lr"]: r for r in summary}
+    assert by_lr[TINY["lr"]]["status"] == "completed" and by_lr[TINY["lr"]]["epoch"] == TINY["epochs"]
+    failed = by_lr[1e12]
+    assert failed["status"] == "failed"
+    assert "loss is nan" in failed["error"] or "loss is inf" in failed["error"]
+    assert "epoch 1" in failed["error"]
+
+
+def test_a_killed_trial_continues_from_its_last_checkpoint(tmp_path, teacher_cache):
+    storage = str(tmp_path / "studies")
+    epochs = 6
+    spec = StudySpec(protocol="layers", base=base(teacher_cache, epochs=epochs, train_size=48, eval_every=1),
+                     storage=storage, name="kill", cells=[{"backbone": "resnet18", "distill": None}], verbose=0)
+    killed = {}
+
+    def kill_after_first_epoch():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not killed:
+            for rows in epoch_rows(storage, "kill").values() if (Path(storage) / "kill").exists() else []:
+                if rows and rows[-1]["epoch"] < epochs:
+                    killed["pid"], killed["epoch"] = rows[-1]["pid"], rows[-1]["epoch"]
+                    os.kill(rows[-1]["pid"], signal.SIGKILL)
+                    return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=kill_after_first_epoch)
+    watcher.start()
+    summary = run_study(spec)
+    watcher.join()
+
+    assert killed, "the trial finished before it could be killed"
+    (rows,) = epoch_rows(storage, "kill").values()
+    assert [r["epoch"] for r in rows] == list(range(1, epochs + 1))
+    assert summary[0]["status"] == "completed"
+    # epochs up to the kill ran in the killed process, the rest in a new one that did not
+    # start over (a restart from scratch would have rewritten epoch 1 with the new pid)
+    assert rows[0]["pid"] == killed["pid"]
+    assert rows[-1]["pid"] != killed["pid"]
+    resumed = [r["epoch"] for r in rows if r["pid"] != killed["pid"]]
+    assert resumed == list(range(resumed[0], epochs + 1)) and resumed[0] > 1
+
+
+class FakeTrial:
+    def __init__(self):
+        self.params = {}
+
+    def suggest_float(self, name, low, high, log=False):
+        self.params[name] = (low * high) ** 0.5
+
+    def suggest_categorical(self, name, choices):
+        self.params[name] = choices[-1]
+
+
+def test_the_search_space_and_what_optuna_is_told():
+    space = SearchSpace(alpha_range=(0.1, 30), extra=("norm",))
+    trial = FakeTrial()
+    space(trial)
+    assert set(trial.params) == set(space.dimensions) == {"alpha", "layers", "alpha_schedule", "norm"}
+
+    search = StudySearch(space, metric=OBJECTIVE, mode="max", points_to_evaluate=[space.paper_point(1.0)])
+    configs = {tid: search.suggest(tid) for tid in ("a", "b", "c", "d", "e")}
+    assert configs["a"] == space.paper_point(1.0)
+    assert all(0.1 <= c["alpha"] <= 30 and c["layers"] in LAYER_SUBSETS for c in configs.values())
+
+    search.on_trial_complete("a", {OBJECTIVE: 0.5, "final": True, "status": "completed"})
+    search.on_trial_complete("b", {OBJECTIVE: 0.2, "final": False, "status": "running"})  # stopped by ASHA
+    search.on_trial_complete("c", {OBJECTIVE: 0.0, "final": False, "status": "failed", "error": "loss is nan"})
+    search.on_trial_complete("d", {OBJECTIVE: math.nan, "final": True, "status": "completed"})
+    search.on_trial_complete("e", None, error=True)
+    assert search.trial_states() == {"a": TrialState.COMPLETE.name, "b": TrialState.PRUNED.name,
+                                     "c": TrialState.FAIL.name, "d": TrialState.FAIL.name,
+                                     "e": TrialState.FAIL.name}
+
+
+def test_a_trial_installs_the_studys_teacher_into_its_nodes_cache(tmp_path, teacher_cache):
+    from attnfd.config import ConfigError, TrainConfig
+    from attnfd.study.trainable import install_teacher, teacher_key
+
+    config = TrainConfig.from_dict(base(str(tmp_path / "node-cache"), distill="attnfd"))
+    key = teacher_key(config)
+    path = install_teacher(config, {key: b"the teacher's bytes"})
+    assert Path(path).read_bytes() == b"the teacher's bytes"
+    assert Path(path).is_relative_to(tmp_path / "node-cache")
+    assert install_teacher(config, {}) == path  # found: nothing is sent twice to a node
+
+    other = TrainConfig.from_dict(base(str(tmp_path / "empty-cache"), distill="attnfd"))
+    with pytest.raises(ConfigError, match="no teacher"):
+        install_teacher(other, {})

@@ -1,0 +1,100 @@
+"""tune/search.py and tune/ablation.py as a user runs them: bad input stops in the driver,
+an interrupted study resumes without repeating finished trials or duplicating rows."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import TINY
+
+from attnfd.study.cli import ablation_main, search_main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_SET = [arg for key in ("image_size", "train_size", "val_size", "batch_size", "head_channels", "teacher_backbone",
+                            "teacher_epochs", "lr") for arg in ("--set", f"{key}={TINY[key]}")]
+
+
+@pytest.mark.parametrize("main, args, message", [
+    (search_main, ["--student", "resnet9"], "resnet9"),
+    (search_main, ["--alpha-range", "2:30"], "leaves out the paper's alpha"),
+    (search_main, ["--search", "learning_rate"], "cannot search learning_rate"),
+    (search_main, ["--set", "alpha=3"], "alpha is searched"),
+    (ablation_main, ["--protocol", "alpha", "--layer-subsets", "encoder;,"], "layer"),
+    (ablation_main, ["--protocol", "methods", "--methods", "attnfd,nosuchkd"], "nosuchkd"),
+    (ablation_main, ["--seeds", "0"], "--seeds"),
+    (ablation_main, ["--set", "alpha=-1"], "alpha"),
+])
+def test_a_bad_config_exits_with_one_line_before_ray_starts(tmp_path, capsys, main, args, message):
+    import ray
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--storage", str(tmp_path / "studies"), "--name", "bad", "--quiet"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not ray.is_initialized()
+    assert not (tmp_path / "studies" / "bad").exists()
+
+
+def test_resume_needs_a_study_and_a_new_study_needs_a_free_name(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        ablation_main(["--resume", "--name", "nothing", "--storage", str(tmp_path)])
+    assert "no study 'nothing' to resume" in capsys.readouterr().err
+
+    from attnfd.study.results import write_study_meta
+
+    write_study_meta(str(tmp_path), "taken", {"protocol": "layers"})
+    with pytest.raises(SystemExit):
+        ablation_main(["--name", "taken", "--storage", str(tmp_path)])
+    assert "a study 'taken' exists" in capsys.readouterr().err
+
+
+def epochs_by_trial(study: Path) -> dict[str, list[dict]]:
+    return {p.stem: pq.read_table(p).to_pylist() for p in sorted((study / "results" / "epochs").glob("*.parquet"))}
+
+
+def test_an_interrupted_study_resumes_without_repeating_finished_trials(tmp_path, teacher_cache):
+    storage = tmp_path / "studies"
+    command = [sys.executable, str(ROOT / "tune" / "ablation.py"), "--protocol", "alpha", "--students", "resnet18",
+               "--alphas", "0.5,1,2", "--layer-subsets", "encoder", "--seeds", "1", "--epochs", "2",
+               "--max-concurrent", "1", "--storage", str(storage), "--name", "r", "--cache-dir", teacher_cache,
+               "--gpus-per-trial", "0", "--quiet", *TINY_SET]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    study = storage / "r"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and first.poll() is None:
+        done = [rows for rows in epochs_by_trial(study).values() if rows and rows[-1]["status"] == "completed"] \
+            if (study / "results" / "epochs").is_dir() else []
+        if len(done) >= 2:
+            break
+        time.sleep(0.2)
+    assert first.poll() is None, (tmp_path / "first.log").read_text()[-2000:]
+    first.send_signal(signal.SIGINT)  # Ctrl-C
+    first.wait(timeout=120)
+
+    before = epochs_by_trial(study)
+    finished = {tid: rows for tid, rows in before.items() if rows[-1]["status"] == "completed"}
+    assert 2 <= len(finished) < 4, "the study was not interrupted part way"
+
+    resumed = subprocess.run([*command, "--resume"], check=False, cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    after = epochs_by_trial(study)
+    assert len(after) == 1 + 3
+    for tid, rows in after.items():
+        assert [r["epoch"] for r in rows] == [1, 2], tid
+        assert rows[-1]["status"] == "completed"
+    for tid, rows in finished.items():
+        # not run again: the same rows, processes and timings (as text: NaN != NaN)
+        assert json.dumps(after[tid], sort_keys=True) == json.dumps(rows, sort_keys=True)
+    summary = pq.read_table(study / "results" / "summary.parquet").to_pylist()
+    assert sorted(r["trial_id"] for r in summary) == sorted(after)
+    assert "study r: 4 trials (4 completed)" in resumed.stdout
