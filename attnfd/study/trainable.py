@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import tempfile
 import time
@@ -93,6 +94,8 @@ def train_trial(config: dict, teachers: dict[str, bytes] | None = None, threads:
 
     if threads:
         torch.set_num_threads(threads)
+    # Ray logs every persisted checkpoint at INFO, one line per trial and epoch on the driver
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     train_config = TrainConfig.from_dict(trial_values(config))
     node_id = ray.get_runtime_context().get_node_id()
     with tempfile.TemporaryDirectory(prefix="attnfd-trial-") as tmp:
