@@ -49,10 +49,22 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class FreshScenesSampler(DistributedSampler):
+    """For a generated data set with no size limit: epoch ``e`` draws scenes
+    ``e * len(dataset) ...`` onwards, so no scene is seen twice and a small model cannot
+    memorise the training set; ``set_epoch`` makes a resumed run draw the same scenes."""
+
+    def __iter__(self):
+        offset = self.epoch * len(self.dataset)
+        return (offset + index for index in super().__iter__())
+
+
 def _loader(dataset, config: TrainConfig, device: torch.device, train: bool) -> DataLoader:
     # DistributedSampler with one replica is a seeded, per-epoch shuffle (set_epoch) that a
     # resumed run replays exactly; several processes get disjoint shards from it as well
-    sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=train, seed=config.seed, drop_last=False)
+    unlimited = train and getattr(dataset, "unlimited", False)
+    sampler_class = FreshScenesSampler if unlimited else DistributedSampler
+    sampler = sampler_class(dataset, num_replicas=1, rank=0, shuffle=train, seed=config.seed, drop_last=False)
     return DataLoader(
         dataset,
         # evaluation is at original size: data sets whose images differ in size go one at a time

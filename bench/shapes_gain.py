@@ -13,6 +13,7 @@ import argparse
 import json
 import statistics
 import tempfile
+import time
 
 from attnfd.config import TrainConfig
 from attnfd.teachers import load_model, prepare_teacher
@@ -30,20 +31,25 @@ def main() -> None:
     base = {"dataset": "shapes", "backbone": args.student, "cache_dir": args.cache_dir}
     if args.alpha is not None:
         base["alpha"] = args.alpha
+    started = time.perf_counter()
     teacher_path = prepare_teacher(TrainConfig.from_dict({**base, "distill": "attnfd"}))
+    teacher_seconds = time.perf_counter() - started
     _, teacher_cfg = load_model(teacher_path)
     teacher_miou = _saved_miou(teacher_path)
-    print(json.dumps({"run": "teacher", "backbone": teacher_cfg.backbone, "miou": teacher_miou}), flush=True)
+    print(json.dumps({"run": "teacher", "backbone": teacher_cfg.backbone, "miou": teacher_miou,
+                      "seconds": round(teacher_seconds)}), flush=True)
 
     results = {"plain": [], "attnfd": []}
     for seed in range(args.seeds):
-        for kind in results:
+        for kind, scores in results.items():
             config = {**base, "seed": seed, "out_dir": tempfile.mkdtemp(prefix=f"bench-{kind}-")}
             if kind == "attnfd":
                 config["distill"] = "attnfd"
+            started = time.perf_counter()
             row = fit(config)
-            results[kind].append(row["miou"])
-            print(json.dumps({"run": kind, "seed": seed, "miou": row["miou"], "pixel_acc": row["pixel_acc"]}), flush=True)
+            scores.append(row["miou"])
+            print(json.dumps({"run": kind, "seed": seed, "miou": row["miou"], "pixel_acc": row["pixel_acc"],
+                              "seconds": round(time.perf_counter() - started)}), flush=True)
 
     plain, attn = statistics.mean(results["plain"]), statistics.mean(results["attnfd"])
     spread = {k: statistics.pstdev(v) for k, v in results.items()}

@@ -28,6 +28,9 @@ def test_tap_shapes(backbone, output_stride):
 
 def test_taps_are_pre_relu_and_come_from_the_single_forward():
     model = DeepLabV3Plus("resnet18", 3, head_channels=16).eval()
+    # as after training: from scratch the last block's residual branch starts at zero, and
+    # its pre-ReLU output is then the (non-negative) shortcut alone
+    torch.nn.init.ones_(model.backbone.layer4_last.bn2.weight)
     calls = []
     model.backbone.register_forward_hook(lambda *a: calls.append(1))
     with torch.no_grad():
@@ -44,6 +47,16 @@ def test_backbone_weights_load_from_a_local_file(tmp_path):
     model = DeepLabV3Plus("resnet18", 21, backbone_weights=str(path))
     assert torch.equal(model.backbone.layer1[0].conv1.weight, reference.layer1[0].conv1.weight)
     assert torch.equal(model.backbone.layer4_last.conv2.weight, reference.layer4[-1].conv2.weight)
+    # loaded weights are kept as given: no zero init of the residual branches over them
+    assert torch.equal(model.backbone.layer4_last.bn2.weight, reference.layer4[-1].bn2.weight)
+
+
+@pytest.mark.parametrize("backbone,last_bn", [("resnet18", "bn2"), ("resnet101", "bn3")])
+def test_random_resnet_blocks_start_as_the_identity(backbone, last_bn):
+    model = DeepLabV3Plus(backbone, 3, head_channels=16)
+    blocks = [b for name in ("layer1", "layer2", "layer3") for b in getattr(model.backbone, name)]
+    blocks += [*model.backbone.layer4_body, model.backbone.layer4_last]
+    assert all(not getattr(b, last_bn).weight.any() for b in blocks)
 
 
 def test_missing_backbone_weights_is_a_clear_error(tmp_path):

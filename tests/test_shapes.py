@@ -17,3 +17,25 @@ def test_shapes_has_every_class_and_a_real_foreground():
     assert image.shape == (3, 64, 64) and image.dtype == torch.float32
     assert set(labels.unique().tolist()) == set(range(len(CLASSES)))
     assert 0.15 < (labels > 0).float().mean() < 0.45
+
+
+def test_training_draws_new_scenes_every_epoch_and_validation_stays_fixed():
+    from attnfd.trainer import FreshScenesSampler
+
+    train, val = ShapesDataset("train", size=32, length=6), ShapesDataset("val", size=32, length=6)
+    assert train[100][1].shape == (32, 32)  # the generator has no end
+    try:
+        val[6]
+    except IndexError:
+        pass
+    else:
+        raise AssertionError("the validation split must stay fixed at its length")
+
+    sampler = FreshScenesSampler(train, num_replicas=1, rank=0, shuffle=True, seed=0)
+    epochs = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        epochs.append(list(sampler))
+    assert [sorted(e) for e in epochs] == [list(range(6 * k, 6 * k + 6)) for k in range(3)]
+    sampler.set_epoch(1)  # what a resumed run does: the same scenes in the same order
+    assert list(sampler) == epochs[1]

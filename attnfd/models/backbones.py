@@ -74,7 +74,10 @@ def _block_pre_relu(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
 class ResNetBackbone(nn.Module):
     def __init__(self, name: str, output_stride: int, weights: str | None = None):
         super().__init__()
-        net = RESNETS[name](weights=None)
+        # from scratch, each residual block starts as the identity (last BN's scale 0): a
+        # random ResNet-101 otherwise learns far more slowly per step than a ResNet-18 (on
+        # shapes, val mIoU 0.17 against 0.29 after the same 1024 steps)
+        net = RESNETS[name](weights=None, zero_init_residual=not weights)
         if weights:
             _load_weights(net, weights)
         d16, d32 = _dilations(output_stride)
