@@ -31,8 +31,9 @@ LR_SCHEDULES = ("cosine", "poly")
 
 PRESETS: dict[str, dict[str, Any]] = {
     # short CPU recipe (~3 min for a plain ResNet-18 on 2 cores). Each epoch is 2048 new
-    # scenes. The teacher gets 4x the student's steps, trained once and cached: in an equal
-    # budget a from-scratch ResNet-101 does no better than the students. The head learns at
+    # scenes. The teacher gets 4x the student's steps, trained once and cached (with the
+    # previous init, a from-scratch ResNet-101 did worse than the students in an equal
+    # budget; with zero-initialised residuals that was not re-measured). The head learns at
     # the backbone's rate: the paper's 10x suits a pretrained backbone; from scratch, with a
     # higher base rate, it sent the models to predicting background only
     "shapes": dict(

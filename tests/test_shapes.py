@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from attnfd.data.shapes import CLASSES, ShapesDataset
@@ -24,12 +25,8 @@ def test_training_draws_new_scenes_every_epoch_and_validation_stays_fixed():
 
     train, val = ShapesDataset("train", size=32, length=6), ShapesDataset("val", size=32, length=6)
     assert train[100][1].shape == (32, 32)  # the generator has no end
-    try:
+    with pytest.raises(IndexError):  # the validation split stays fixed at its length
         val[6]
-    except IndexError:
-        pass
-    else:
-        raise AssertionError("the validation split must stay fixed at its length")
 
     sampler = FreshScenesSampler(train, num_replicas=1, rank=0, shuffle=True, seed=0)
     epochs = []
