@@ -73,13 +73,23 @@ def _train(args: argparse.Namespace) -> None:
     if config.out_dir is None:
         suffix = f"-{config.distill.replace(':', '').replace(',', '+')}" if config.distilling else ""
         config = dataclasses.replace(config, out_dir=f"runs/{config.role}-{config.backbone}-{config.dataset}{suffix}")
+    from attnfd.progress import ProgressLog
+    from attnfd.teachers import prepare_teacher, saved_miou, teacher_dir
     from attnfd.trainer import fit
 
-    def report(row: dict, checkpoint_dir: str) -> None:
-        shown = {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}
-        print(json.dumps({"epoch": row["epoch"], **shown}), flush=True)
-
-    fit(config, report)
+    teacher_line = None
+    if config.distilling:
+        # the teacher first, in its own words (cached, or trained now), so the summary can say which
+        cached = config.teacher_checkpoint is not None or (teacher_dir(config)[0] / "model.pt").is_file()
+        teacher_file = prepare_teacher(config)
+        config = dataclasses.replace(config, teacher_checkpoint=str(teacher_file))
+        origin = "given" if values.get("teacher_checkpoint") else "from the cache" if cached else "trained by this run"
+        teacher_line = f"teacher {config.teacher_backbone}: val mIoU {saved_miou(teacher_file):.4f} ({origin}, {teacher_file})"
+    label = f"{config.role} {config.backbone} on {config.dataset}" + (f" + {config.distill}" if config.distilling else "")
+    last = fit(config, progress=ProgressLog(label))
+    print(f"\n{label}: final val mIoU {last.get('miou', float('nan')):.4f} after {config.epochs} epochs")
+    if teacher_line:
+        print(teacher_line)
     print(f"model written to {Path(config.out_dir) / 'model.pt'}")
 
 

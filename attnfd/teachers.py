@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import json
+import math
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import torch
 from attnfd import checkpoint as ckpt
 from attnfd.config import ConfigError, TrainConfig, content_key, teacher_config
 from attnfd.models import build_model
+from attnfd.progress import ProgressLog
 
 
 def teacher_dir(student: TrainConfig) -> tuple[Path, TrainConfig]:
@@ -39,21 +41,46 @@ def _locked(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def prepare_teacher(student: TrainConfig) -> Path:
-    """The path of the teacher's model file, training the teacher first if no run has."""
+def teacher_label(config: TrainConfig) -> str:
+    return f"teacher {config.backbone} on {config.dataset}"
+
+
+def prepare_teacher(student: TrainConfig, quiet: bool = False) -> Path:
+    """The path of the teacher's model file, training the teacher first if no run has.
+
+    Unless ``quiet``, it says where the teacher comes from: the cache (and its val mIoU) or
+    a training run now, with its epochs, an early time estimate and a line per epoch."""
     if student.teacher_checkpoint:
         return Path(student.teacher_checkpoint)
     from attnfd.trainer import fit
 
     folder, config = teacher_dir(student)
     model_file = folder / ckpt.MODEL_FILE
+    log = ProgressLog(teacher_label(config))
     with _locked(folder.with_suffix(".lock")):
-        if not model_file.is_file():
-            state = folder / "checkpoint" / ckpt.STATE_FILE
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=1, default=str))
-            fit(dataclasses.replace(config, out_dir=str(folder), resume=str(state) if state.is_file() else None))
+        if model_file.is_file():
+            if not quiet:
+                log.say(f"found in the cache at {folder} (val mIoU {saved_miou(model_file):.4f})")
+            return model_file
+        state = folder / "checkpoint" / ckpt.STATE_FILE
+        resume = str(state) if state.is_file() else None
+        if not quiet:
+            how = "continuing its interrupted training" if resume else "not in the cache, training it once now"
+            log.say(f"{how}: {config.epochs} epochs of {config.train_size} images; it is cached in {folder} "
+                    "and reused by every later run that needs it")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=1, default=str))
+        fit(dataclasses.replace(config, out_dir=str(folder), resume=resume), progress=None if quiet else log)
+        if not quiet:
+            log.say(f"trained, val mIoU {saved_miou(model_file):.4f}")
     return model_file
+
+
+def saved_miou(model_file: str | Path) -> float:
+    """The last evaluated val mIoU in a model file's history."""
+    history = ckpt.load(model_file).get("history") or []
+    scores = [row["miou"] for row in history if math.isfinite(row.get("miou", math.nan))]
+    return scores[-1] if scores else math.nan
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, TrainConfig]:

@@ -45,7 +45,10 @@ def test_train_then_evaluate_from_the_command_line(tiny, tmp_path):
     args += ["--epochs", "1"]
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
-    assert '"epoch": 1' in result.stdout and "model written to" in result.stdout
+    # without a terminal: one plain line per epoch, then the summary with the teacher's score
+    assert "student resnet18 on shapes + attnfd: epoch 1/1, loss" in result.stdout
+    assert "final val mIoU" in result.stdout and "teacher resnet18: val mIoU" in result.stdout
+    assert "model written to" in result.stdout
     result = run_cli("evaluate", "--checkpoint", f"{tiny['out_dir']}/model.pt")
     assert result.returncode == 0, result.stderr
     assert '"miou"' in result.stdout and '"dataset": "shapes"' in result.stdout

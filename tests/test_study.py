@@ -58,14 +58,27 @@ def same(a, b):
     return a == b
 
 
-def test_search_writes_a_row_per_reported_epoch(tmp_path, teacher_cache):
+def test_search_writes_a_row_per_reported_epoch(tmp_path, teacher_cache, capsys):
     storage = str(tmp_path / "studies")
     spec = StudySpec(protocol="search", base=base(teacher_cache, distill="attnfd"), storage=storage, name="s",
                      space=SearchSpace(), searched=SearchSpace().dimensions, num_samples=3, verbose=0)
     summary = run_study(spec)
+    console = capsys.readouterr().out
 
     trials = epoch_rows(storage, "s")
-    assert len(trials) == 3 and len(summary) == 3
+    # the 3 searched trials and the reference: the same student alone, on the same budget, run to its end
+    reference = {t: rows for t, rows in trials.items() if rows[0]["config/distill"] == "none"}
+    assert len(trials) == 4 and len(summary) == 4 and len(reference) == 1
+    (ref_id, ref_rows), = reference.items()
+    assert [r["epoch"] for r in ref_rows] == [1, 2] and ref_rows[-1]["status"] == "completed"
+    assert not any(k.startswith("loss_attnfd") and v is not None for r in ref_rows for k, v in r.items())
+    # one line per trial event, and none of Ray's status tables
+    assert f"trial {ref_id} started: resnet18 alone (no distillation)" in console
+    assert f"trial {ref_id} completed: val mIoU" in console
+    assert len(re.findall(r"^trial \S+ started: resnet18 \+ attnfd, alpha ", console, re.MULTILINE)) == 3
+    assert len(re.findall(r"^trial \S+: epoch 1/2", console, re.MULTILINE)) == 4
+    assert "Trial status" not in console and "Current time" not in console
+    trials = {t: rows for t, rows in trials.items() if t != ref_id}
     for trial_id, rows in trials.items():
         results = reported(storage, "s", trial_id)
         assert [r["epoch"] for r in rows] == [r["epoch"] for r in results]
@@ -82,13 +95,13 @@ def test_search_writes_a_row_per_reported_epoch(tmp_path, teacher_cache):
     # all three taps, constant
     settings = [(r[0]["config/alpha"], r[0]["config/layers"], r[0]["config/alpha_schedule"]) for r in trials.values()]
     assert (1.0, PAPER_LAYERS, "constant") in settings
-    assert {r["trial_id"] for r in summary} == set(trials)
-    assert pq.read_table(Path(storage) / "s" / "results" / "summary.parquet").num_rows == 3
+    assert {r["trial_id"] for r in summary} == set(trials) | {ref_id}
+    assert pq.read_table(Path(storage) / "s" / "results" / "summary.parquet").num_rows == 4
 
     from attnfd.analysis.results import load_study
 
     study = load_study(Path(storage) / "s")
-    assert len(study.epochs) == sum(len(rows) for rows in trials.values())
+    assert len(study.epochs) == sum(len(rows) for rows in trials.values()) + len(ref_rows)
 
 
 def test_layers_protocol_runs_every_cell_for_every_seed(tmp_path, teacher_cache):

@@ -68,7 +68,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=None, help="where teachers are cached (default: ~/.cache/attnfd)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                         help="any training config field for every trial, e.g. --set image_size=96 (repeatable)")
-    parser.add_argument("--quiet", action="store_true", help="no Ray progress table")
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument("--verbose", action="store_true",
+                      help="also Ray's status tables (every trial's whole config, every 30 s) and Ray's own warnings")
+    loud.add_argument("--quiet", action="store_true",
+                      help="only the teacher's lines, a summary every minute and the outcome; no line per trial event")
 
 
 def _storage(args) -> str:
@@ -124,7 +128,7 @@ def _study_name(args, storage: str, protocol: str, default: str) -> str:
 def _spec_kwargs(args, storage: str) -> dict:
     return {"storage": storage, "resume": args.resume, "address": args.address, "cpus_per_trial": args.cpus_per_trial,
             "gpus_per_trial": _gpus(args), "max_concurrent": args.max_concurrent, "max_failures": args.max_failures,
-            "verbose": 0 if args.quiet else 1}
+            "verbose": 1 if args.verbose else -1 if args.quiet else 0}
 
 
 def _run(prog: str, make_spec) -> None:

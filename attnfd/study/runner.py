@@ -9,10 +9,12 @@ the trials' checkpoints and the ``results/`` Parquet files.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +41,8 @@ class StudySpec:
     num_samples: int = 1
     sampler_seed: int = 0
     asha: bool = True
+    # a search also runs the student alone once, on the same budget, to compare with
+    reference: bool = True
     max_concurrent: int | None = None
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -46,7 +50,8 @@ class StudySpec:
     address: str | None = None
     node_ip: str | None = LOCAL_NODE_IP
     resume: bool = False
-    verbose: int = 1
+    # -1: the minute summaries only; 0: one line per trial event too; 1: Ray's tables and warnings as well
+    verbose: int = 0
 
     @property
     def search(self) -> bool:
@@ -95,18 +100,24 @@ def _init_ray(spec: StudySpec) -> bool:
         return False
     # the usage-stats report would dial out of the machine
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray's INFO lines and its warnings are written for Ray's developers; --verbose shows them
+    quiet = {} if spec.verbose > 0 else {"logging_level": logging.ERROR}
+    if spec.verbose <= 0:
+        logging.getLogger("ray").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", module="ray")
     if spec.address:
         host = spec.address.rsplit(":", 1)[0]
         # a cluster on this machine's loopback: the driver must stay on the same address
-        ray.init(address=spec.address, _node_ip_address=host if host.startswith("127.") else None)
+        ray.init(address=spec.address, _node_ip_address=host if host.startswith("127.") else None, **quiet)
     else:
-        ray.init(include_dashboard=False, _node_ip_address=spec.node_ip)
+        ray.init(include_dashboard=False, _node_ip_address=spec.node_ip, **quiet)
     return True
 
 
 def prepare_teachers(spec: StudySpec, configs: list[TrainConfig]) -> dict[str, bytes]:
-    """Train (or find in the cache) each teacher the study needs, once, on a worker with a
-    trial's resources; its file reaches the trials through the object store."""
+    """Train (or find in the cache) each teacher the study needs, once, before any trial
+    starts, on one whole node (all its CPUs, or a GPU); its file reaches the trials through
+    the object store."""
     import ray
 
     needed = {}
@@ -115,19 +126,33 @@ def prepare_teachers(spec: StudySpec, configs: list[TrainConfig]) -> dict[str, b
             needed.setdefault(teacher_key(config), config)
     if not needed:
         return {}
-    task = ray.remote(_teacher_file).options(num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_trial,
-                                              max_retries=spec.max_failures)
+    cpus, gpus = _whole_node(spec)
+    task = ray.remote(prepare_teacher_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=spec.max_failures)
     teachers = {}
     for key, config in needed.items():
-        print(f"teacher {key}: found in the cache or trained once for the whole study ...", flush=True)
+        print(f"teacher {key}: preparing it on one node ({cpus:g} CPUs{f', {gpus:g} GPU' if gpus else ''}) "
+              "before the trials start", flush=True)
         start = time.perf_counter()
-        teachers[key] = ray.get(task.remote(dataclasses.asdict(config), _threads(spec)))
+        teachers[key] = ray.get(task.remote(dataclasses.asdict(config), max(1, int(cpus))))
         print(f"teacher {key}: ready in {time.perf_counter() - start:.0f} s ({len(teachers[key]) / 1e6:.0f} MB)",
               flush=True)
     return teachers
 
 
-def _teacher_file(values: dict, threads: int) -> bytes:
+def _whole_node(spec: StudySpec) -> tuple[float, float]:
+    """The CPUs (and one GPU, if trials use GPUs) of the largest node: no trial runs while a
+    teacher trains, so it may have the whole machine."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if spec.gpus_per_trial > 0:
+        nodes = [n for n in nodes if n.get("GPU", 0) >= 1] or nodes
+    best = max(nodes, key=lambda n: n.get("CPU", 0), default={})
+    return max(float(best.get("CPU", spec.cpus_per_trial)), spec.cpus_per_trial), 1.0 if spec.gpus_per_trial > 0 else 0.0
+
+
+def prepare_teacher_task(values: dict, threads: int) -> bytes:
+    """Runs as a Ray task: its printed lines reach the study's console with Ray's prefix."""
     import torch
 
     from attnfd.teachers import prepare_teacher
@@ -135,6 +160,20 @@ def _teacher_file(values: dict, threads: int) -> bytes:
     torch.set_num_threads(threads)
     config = TrainConfig.from_dict(values)
     return Path(prepare_teacher(config)).read_bytes()
+
+
+def total_trials(spec: StudySpec) -> int:
+    if spec.search:
+        return spec.num_samples + int(spec.reference)
+    return len(spec.cells) * len(spec.seeds)
+
+
+def _console(spec: StudySpec):
+    from attnfd.study.console import TrialEvents
+
+    epochs = TrainConfig.from_dict(trial_values(trial_configs(spec)[0])).epochs
+    shown = [] if spec.verbose < 0 else spec.searched
+    return TrialEvents(total_trials(spec), epochs, shown, events=spec.verbose >= 0)
 
 
 def trial_dirname(trial) -> str:
@@ -149,32 +188,33 @@ def _tuner(spec: StudySpec, trainable):
     writer = res.ResultsWriter(spec.storage, spec.name, spec.protocol)
     storage_path = spec.storage if "://" in spec.storage else str(Path(spec.storage).expanduser().resolve())
     run_config = tune.RunConfig(
-        name=spec.name, storage_path=storage_path, verbose=spec.verbose,
+        name=spec.name, storage_path=storage_path, verbose=max(spec.verbose, 0),
         # Ray's own JSON/CSV logs stay; its TensorBoard logger is left out (set below), as it
         # chokes on the NaN mIoU of epochs that are not evaluated
-        callbacks=[writer, JsonLoggerCallback(), CSVLoggerCallback()],
+        callbacks=[writer, JsonLoggerCallback(), CSVLoggerCallback(), _console(spec)],
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
     )
     if spec.search:
         import optuna
-        from ray.tune.schedulers import ASHAScheduler
 
-        from attnfd.study.searcher import StudySearch
+        from attnfd.study.searcher import REFERENCE, StudyASHA, StudySearch
 
         epochs = TrainConfig.from_dict(spec.base).epochs
         paper_alpha = TrainConfig.from_dict({**spec.base, "alpha": None}).alpha
         searcher = StudySearch(
             spec.space, metric=OBJECTIVE, mode="max", points_to_evaluate=[spec.space.paper_point(paper_alpha)],
             sampler=optuna.samplers.TPESampler(seed=spec.sampler_seed, multivariate=True, group=True),
+            reference=REFERENCE if spec.reference else None,
         )
         scheduler = None
         if spec.asha and epochs > 1:
-            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs,
-                                      grace_period=max(1, epochs // 4), reduction_factor=2)
+            scheduler = StudyASHA(time_attr="training_iteration", max_t=epochs,
+                                  grace_period=max(1, epochs // 4), reduction_factor=2)
         param_space = {**spec.base, "seed": spec.seeds[0]}
         tune_config = tune.TuneConfig(metric=OBJECTIVE, mode="max", search_alg=searcher, scheduler=scheduler,
-                                      num_samples=spec.num_samples, max_concurrent_trials=spec.max_concurrent,
+                                      num_samples=spec.num_samples + int(spec.reference),
+                                      max_concurrent_trials=spec.max_concurrent,
                                       reuse_actors=True, trial_dirname_creator=trial_dirname)
     else:
         param_space = {**spec.base, CELL: tune.grid_search(spec.cells), "seed": tune.grid_search(spec.seeds)}
@@ -211,7 +251,7 @@ def run_study(spec: StudySpec) -> list[dict]:
             })
         teachers = prepare_teachers(spec, configs)
         trainable = tune.with_resources(
-            tune.with_parameters(train_trial, teachers=teachers, threads=_threads(spec)),
+            tune.with_parameters(train_trial, teachers=teachers, threads=_threads(spec), verbose=spec.verbose > 0),
             {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial},
         )
         if spec.resume and tune.Tuner.can_restore(spec.experiment):

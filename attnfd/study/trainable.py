@@ -28,6 +28,7 @@ import logging
 import math
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -88,12 +89,16 @@ def _restored(work: Path) -> tuple[str | None, float]:
     return str(folder / ckpt.STATE_FILE), objective
 
 
-def train_trial(config: dict, teachers: dict[str, bytes] | None = None, threads: int | None = None) -> None:
+def train_trial(config: dict, teachers: dict[str, bytes] | None = None, threads: int | None = None,
+                verbose: bool = False) -> None:
     import ray
     from ray import tune
 
     if threads:
         torch.set_num_threads(threads)
+    if not verbose:
+        # the study's console reports each trial; library warnings from every worker would bury it
+        warnings.filterwarnings("ignore")
     # Ray logs every persisted checkpoint at INFO, one line per trial and epoch on the driver
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     train_config = TrainConfig.from_dict(trial_values(config))
