@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from attnfd.config import ConfigError
-from attnfd.models.deeplabv3plus import TAPS as TAP_NAMES
+from attnfd.names import TAPS as TAP_NAMES
 
 ANY_DATASET = "*"
 # options whose value is a "+"-joined list of taps
