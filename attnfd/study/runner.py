@@ -73,8 +73,14 @@ def validate(spec: StudySpec) -> list[TrainConfig]:
         raise ConfigError("a grid study needs at least one cell")
     if spec.num_samples < 1:
         raise ConfigError(f"num_samples must be >= 1, got {spec.num_samples}")
-    if spec.cpus_per_trial <= 0 or spec.gpus_per_trial < 0:
+    if not (spec.cpus_per_trial > 0 and spec.gpus_per_trial >= 0):  # NaN fails both
         raise ConfigError("cpus per trial must be > 0 and gpus per trial >= 0")
+    if "://" not in spec.storage:
+        from attnfd.paths import folder_problem
+
+        problem = folder_problem(spec.storage)
+        if problem:
+            raise ConfigError(f"--storage: {problem}")
     configs = [TrainConfig.from_dict(trial_values(c)) for c in trial_configs(spec)]
     if spec.search and spec.space is not None:
         for name in spec.space.dimensions:
