@@ -79,7 +79,12 @@ def damage(model_file: Path) -> str | None:
 
 def move_aside(path: Path) -> Path:
     """Rename a damaged file out of the way (kept, not deleted, for whoever wants to look)."""
-    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    count = 1
+    while aside.exists():  # never over an earlier damaged copy
+        count += 1
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{count}")
     path.replace(aside)
     checksum = path.with_name(path.name + CHECKSUM_SUFFIX)
     if checksum.is_file():
