@@ -190,6 +190,8 @@ def _data(args: argparse.Namespace) -> None:
     from attnfd.data import FILE_DATASETS, resolve_data_root
     from attnfd.data.check import full_check, quick_check
 
+    if args.workers is not None and args.workers < 1:
+        _fail(f"--workers must be >= 1, got {args.workers}")
     root = resolve_data_root(args.dataset, args.root)
     if args.download:
         if args.dataset != "voc":

@@ -236,6 +236,11 @@ class TrainConfig:
         for name in ("backbone_weights", "teacher_backbone_weights"):
             path = getattr(self, name)
             check(path is None or Path(path).is_file(), f"{name} not found: {path}")
+        if self.distilling and self.teacher_checkpoint is None:
+            from attnfd.paths import folder_problem
+
+            problem = folder_problem(self.resolve_cache_dir())
+            check(problem is None, f"cache_dir (where teachers are cached): {problem}")
         if self.distilling:
             from attnfd.distill import parse_distill_spec
             from attnfd.distill.defaults import parse_options

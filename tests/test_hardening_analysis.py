@@ -22,7 +22,7 @@ def run_main(argv, capsys) -> tuple[int, str]:
 def test_a_copied_parquet_file_of_another_study_is_refused(tmp_path, capsys):
     study = layers_study(tmp_path / "a")
     other = search_study(tmp_path / "b")
-    copied = sorted((other / "results" / "epochs").glob("*.parquet"))[0]
+    copied = min((other / "results" / "epochs").glob("*.parquet"))
     shutil.copy(copied, study / "results" / "epochs" / "copied.parquet")
     before = tree(study)
     code, err = run_main(["--results", str(study)], capsys)
@@ -48,7 +48,7 @@ def test_without_study_json_files_must_agree(tmp_path, capsys):
     other = search_study(tmp_path / "b")
     (study / "results" / "study.json").unlink()
     (study / "results" / "summary.parquet").unlink(missing_ok=True)
-    shutil.copy(sorted((other / "results" / "epochs").glob("*.parquet"))[0], study / "results" / "epochs" / "x.parquet")
+    shutil.copy(min((other / "results" / "epochs").glob("*.parquet")), study / "results" / "epochs" / "x.parquet")
     code, err = run_main(["--results", str(study)], capsys)
     assert code == 2
     assert "results/epochs/x.parquet (study 'search'" in err and "of most files" in err

@@ -49,14 +49,14 @@ def run_main(argv, capsys) -> tuple[int, str, str]:
 def test_bad_train_input_is_one_line_and_exit_2_before_anything_is_written(tmp_path, capsys, monkeypatch, extra,
                                                                            parts):
     monkeypatch.chdir(tmp_path)
-    code, out, err = run_main(["train", "--cache-dir", str(tmp_path / "cache"), *extra], capsys)
+    code, _, err = run_main(["train", "--cache-dir", str(tmp_path / "cache"), *extra], capsys)
     assert code == 2
     one_line_error(err, *parts)
     assert tree(tmp_path) == {}, "nothing may be written"
 
 
 def test_a_diverging_run_ends_with_exit_1_naming_epoch_step_and_loss_parts(tiny, capsys):
-    code, out, err = run_main(train_args({**tiny, "lr": 1e12, "epochs": 2, "train_size": 16}), capsys)
+    code, _, err = run_main(train_args({**tiny, "lr": 1e12, "epochs": 2, "train_size": 16}), capsys)
     assert code == 1
     line = one_line_error(err, "the run diverged", "epoch 1, step", "ce=", "loss=")
     assert "no model.pt was written" in line
@@ -72,7 +72,7 @@ def test_a_finished_run_is_not_replaced_without_asking(tiny, capsys):
     before = tree(out_dir)
     assert "model.pt" in before and "checkpoint/state.pt" in before
 
-    code, out, err = run_main(train_args({**values, "seed": 3}), capsys)
+    code, _, err = run_main(train_args({**values, "seed": 3}), capsys)
     assert code == 2
     one_line_error(err, str(out_dir), "holds a finished run (model.pt)", "--resume", "--overwrite")
     assert tree(out_dir) == before, "the earlier run must be untouched"

@@ -82,6 +82,13 @@ def validate(spec: StudySpec) -> list[TrainConfig]:
         if problem:
             raise ConfigError(f"--storage: {problem}")
     configs = [TrainConfig.from_dict(trial_values(c)) for c in trial_configs(spec)]
+    if spec.address is None:
+        # a local Ray instance reads the data where the driver runs: check it here (on a
+        # cluster the data need only be on the workers, which the teacher task checks)
+        from attnfd.data import check_data
+
+        for config in {(c.dataset, c.data_root): c for c in configs}.values():
+            check_data(config)
     if spec.search and spec.space is not None:
         for name in spec.space.dimensions:
             if name in spec.base:
@@ -114,6 +121,7 @@ def prepare_teachers(spec: StudySpec, configs: list[TrainConfig]) -> dict[str, b
     """Train (or find in the cache) each teacher the study needs, once, on a worker with a
     trial's resources; its file reaches the trials through the object store."""
     import ray
+    from ray.exceptions import RayTaskError
 
     needed = {}
     for config in configs:
@@ -127,7 +135,13 @@ def prepare_teachers(spec: StudySpec, configs: list[TrainConfig]) -> dict[str, b
     for key, config in needed.items():
         print(f"teacher {key}: found in the cache or trained once for the whole study ...", flush=True)
         start = time.perf_counter()
-        teachers[key] = ray.get(task.remote(dataclasses.asdict(config), _threads(spec)))
+        try:
+            teachers[key] = ray.get(task.remote(dataclasses.asdict(config), _threads(spec)))
+        except RayTaskError as err:
+            # a bad data root or cache on the worker: its one line, not the worker's traceback
+            if isinstance(err.cause, ConfigError):
+                raise ConfigError(f"teacher {key}: {err.cause}") from None
+            raise
         print(f"teacher {key}: ready in {time.perf_counter() - start:.0f} s ({len(teachers[key]) / 1e6:.0f} MB)",
               flush=True)
     return teachers
