@@ -61,3 +61,15 @@ def test_a_study_json_that_is_not_an_object_is_one_line(tmp_path, capsys):
     code, err = run_main(["--results", str(study)], capsys)
     assert code == 2
     one_line_error(err, "study.json is not a JSON object")
+
+
+@pytest.mark.parametrize("argv, parts", [
+    (["--top", "x"], ["--top", "an integer", "'x'"]),
+    (["--protocol", "tables"], ["--protocol", "invalid choice"]),
+])
+def test_bad_analysis_arguments_are_one_line(tmp_path, capsys, argv, parts):
+    study = layers_study(tmp_path / "a")
+    code, err = run_main([*argv, "--results", str(study)], capsys)
+    assert code == 2
+    one_line_error(err, *parts)
+    assert not (study / "analysis").exists()

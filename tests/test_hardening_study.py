@@ -71,6 +71,22 @@ def test_storage_that_cannot_be_a_folder_is_refused_before_ray_starts(tmp_path, 
     assert tree(tmp_path) == {"blocker": tree(tmp_path)["blocker"]}
 
 
+def test_a_teacher_cache_that_is_a_file_is_refused_before_ray_starts(tmp_path, capsys):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    refused(capsys, search_main, ["--storage", str(tmp_path / "studies"), "--cache-dir", str(blocker)],
+            "cache_dir", str(blocker), "is a file")
+    assert not (tmp_path / "studies").exists()
+
+
+def test_a_local_study_checks_its_data_root_before_ray_starts(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ATTNFD_DATA", raising=False)
+    refused(capsys, ablation_main, ["--storage", str(tmp_path / "studies"), "--dataset", "voc"], "no data root for voc")
+    refused(capsys, ablation_main, ["--storage", str(tmp_path / "studies"), "--dataset", "voc", "--data-root",
+                                    str(tmp_path)], "voc data at", "is not usable")
+    assert not (tmp_path / "studies").exists()
+
+
 def test_study_json_is_replaced_atomically(tmp_path):
     from attnfd.study.results import read_study_meta, write_study_meta
 

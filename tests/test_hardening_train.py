@@ -45,6 +45,9 @@ def run_main(argv, capsys) -> tuple[int, str, str]:
     (["--workers", "-1"], ["workers must be >= 0"]),
     (["--train-size", "0"], ["train_size must be >= 1"]),
     (["--image-size", "0"], ["image_size must be"]),
+    # found by the sweep
+    (["--distill", "kd", "--distill-options", "kd.temperature=nan"], ["kd.temperature", "finite number", "'nan'"]),
+    (["--aspp-rates", "1,,2"], ["--aspp-rates", "integers", "'1,,2'"]),
 ])
 def test_bad_train_input_is_one_line_and_exit_2_before_anything_is_written(tmp_path, capsys, monkeypatch, extra,
                                                                            parts):
@@ -53,6 +56,25 @@ def test_bad_train_input_is_one_line_and_exit_2_before_anything_is_written(tmp_p
     assert code == 2
     one_line_error(err, *parts)
     assert tree(tmp_path) == {}, "nothing may be written"
+
+
+@pytest.mark.parametrize("argv, parts", [
+    (["train", "--distill", "attnfd", "--cache-dir", "{file}"], ["cache_dir", "is a file, not a folder"]),
+    (["train", "--out-dir", "{file}/run"], ["--out-dir", "cannot be created", "is a file"]),
+    (["train", "--resume", "{folder}"], ["resume checkpoint", "holds no checkpoint"]),
+    (["train", "--resume", "{file}"], ["cannot read", "{file}"]),
+    (["data", "check", "--dataset", "voc", "--root", "{folder}", "--workers", "-1"], ["--workers must be >= 1"]),
+])
+def test_paths_that_are_files_or_empty_folders_are_one_line(tmp_path, capsys, monkeypatch, argv, parts):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "a-folder").mkdir()
+    names = {"file": str(tmp_path / "a-file"), "folder": str(tmp_path / "a-folder")}
+    before = tree(tmp_path)
+    code, _, err = run_main([a.format(**names) for a in argv], capsys)
+    assert code == 2
+    one_line_error(err, *(p.format(**names) for p in parts))
+    assert tree(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "a-folder"]
 
 
 def test_a_diverging_run_ends_with_exit_1_naming_epoch_step_and_loss_parts(tiny, capsys):
