@@ -3,12 +3,13 @@
 For the first few validation images of an AttnFD student (a ``model.pt`` written by
 ``attnfd.trainer.fit``), one row per image: the image, its labels, then for each distilled tap
 the teacher's raw and refined maps and the student's raw and refined maps. The student's CBAM
-gates live in the distiller, saved in the run's ``checkpoint/state.pt``; the teacher's gates
+gates live in the distiller, saved in the run's ``checkpoint/state.pt`` (so the student may be
+given as its ``model.pt``, that ``state.pt``, the run folder or a study trial's folder); the teacher's gates
 are the ones its ``teacher_gate`` option names (the teacher's own learned gates, the
 parameter-free CBAM, or the untrained one saved with the distiller). A map is drawn as the
 mean absolute activation over its channels, scaled to its own range, in the Viridis colours.
 
-    python analysis/attention_maps.py --checkpoint runs/student-resnet18-shapes-attnfd/model.pt
+    python analysis/attention_maps.py --checkpoint runs/student-resnet18-shapes-attnfd-<hash>/model.pt
 """
 
 from __future__ import annotations

@@ -32,9 +32,10 @@ HELP = {
     "teacher_gate": "learned (paper), parameter_free or untrained (official code)",
     "norm": "channel (paper eq. 5) or tensor (official code)",
     "tap_relu": "pre (paper) or post (official code for encoder and decoder)",
-    "out_dir": "where the checkpoint and model.pt go (default: runs/<role>-<backbone>-<dataset>)",
-    "resume": "a checkpoint folder or state.pt to continue from",
-    "teacher_checkpoint": "a teacher model.pt to use instead of the cached one",
+    "out_dir": "where the checkpoint and model.pt go (default: runs/<role>-<backbone>-<dataset>[-<method>]-<hash of "
+               "the config>); a folder that holds a run needs --resume or --overwrite",
+    "resume": "what to continue from: a state.pt, a run folder, or a study trial's folder (its newest checkpoint)",
+    "teacher_checkpoint": "a teacher (model.pt, state.pt or run folder) to use instead of the cached one",
     "cache_dir": "where teachers are cached (default: $ATTNFD_CACHE or ~/.cache/attnfd)",
     "data_root": "folder of a voc or cityscapes copy (default: $ATTNFD_DATA/<dataset>); see attnfd data check",
 }

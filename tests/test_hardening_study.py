@@ -161,3 +161,28 @@ def test_a_trial_whose_newest_checkpoint_is_damaged_resumes_from_an_older_one(tm
     attnfd_main(["evaluate", "--checkpoint", str(study / f"trial_{tid}"), "--device", "cpu"])
     metrics = json.loads(capsys.readouterr().out.strip())
     assert metrics["dataset"] == "shapes" and f"trial_{tid}/checkpoint_" in metrics["checkpoint"]
+
+
+PROBE = """
+import sys
+from attnfd.study.cli import ablation_main, search_main
+try:
+    {"search": search_main, "ablation": ablation_main}[sys.argv[1]](sys.argv[2:])
+except SystemExit as stop:
+    print(stop.code, "torch" in sys.modules, "ray" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("args", [
+    ["search", "--set", "epochs=abc"],
+    ["search", "--alpha-range", "1"],
+    ["ablation", "--protocol", "alpha", "--alphas", "inf"],
+    ["ablation", "--protocol", "alpha", "--layer-subsets", ";"],
+    ["ablation", "--seeds", "x"],
+])
+def test_study_arguments_are_checked_before_torch_and_ray_are_imported(tmp_path, args):
+    result = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, cwd=tmp_path,
+                            timeout=120, check=False)
+    assert result.stdout.split() == ["2", "False", "False"], result.stdout + result.stderr
+    one_line_error(result.stderr)
+    assert tree(tmp_path) == {}

@@ -210,15 +210,16 @@ def search_main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     def make_spec():
-        from attnfd.study.runner import StudySpec
-        from attnfd.study.space import SearchSpace
-
         alpha_range = _floats(args.alpha_range, "--alpha-range")
         if len(alpha_range) != 2:
             raise ConfigError(f"--alpha-range takes LOW:HIGH, got {args.alpha_range!r}")
+        # the flags' values first: the runner imports torch and ray
+        base = {**_base(args), "backbone": args.student, "distill": "attnfd", "role": "student"}
+        from attnfd.study.runner import StudySpec
+        from attnfd.study.space import SearchSpace
+
         space = SearchSpace(alpha_range=tuple(alpha_range), extra=tuple(_names(args.search)))
         storage = _storage(args)
-        base = {**_base(args), "backbone": args.student, "distill": "attnfd", "role": "student"}
         name = _study_name(args, storage, "search", f"search-{args.dataset}-{args.student}")
         return StudySpec(protocol="search", base=base, name=name, space=space, searched=space.dimensions,
                          seeds=[args.seed], num_samples=args.num_samples, sampler_seed=args.seed,
@@ -244,9 +245,6 @@ def ablation_main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     def make_spec():
-        from attnfd.study.protocols import protocol_cells
-        from attnfd.study.runner import StudySpec
-
         if args.seeds < 1:
             raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
         layer_subsets = [s.strip() for s in args.layer_subsets.split(";") if s.strip()]
@@ -258,10 +256,15 @@ def ablation_main(argv: list[str] | None = None) -> None:
             methods = _names(args.methods)
             if not methods:
                 raise ConfigError(f"--methods {args.methods!r} names no method; give e.g. attnfd,kd")
-        cells = protocol_cells(args.protocol, _names(args.students), alphas=_floats(args.alphas, "--alphas"),
-                               layer_subsets=layer_subsets, methods=methods)
-        storage = _storage(args)
+        alphas = _floats(args.alphas, "--alphas")
         base = {**_base(args), "role": "student"}
+        # the flags' values first: the runner imports torch and ray
+        from attnfd.study.protocols import protocol_cells
+        from attnfd.study.runner import StudySpec
+
+        cells = protocol_cells(args.protocol, _names(args.students), alphas=alphas, layer_subsets=layer_subsets,
+                               methods=methods)
+        storage = _storage(args)
         name = _study_name(args, storage, args.protocol, f"{args.protocol}-{args.dataset}")
         return StudySpec(protocol=args.protocol, base=base, name=name, cells=cells, searched=VARIED[args.protocol],
                          seeds=list(range(args.seeds)), **_spec_kwargs(args, storage))
