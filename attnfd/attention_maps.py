@@ -3,19 +3,17 @@
 For the first few validation images of an AttnFD student (a ``model.pt`` written by
 ``attnfd.trainer.fit``), one row per image: the image, its labels, then for each distilled tap
 the teacher's raw and refined maps and the student's raw and refined maps. The student's CBAM
-gates live in the distiller, saved in the run's ``checkpoint/state.pt``; the teacher's gates
+gates live in the distiller, saved in the run's ``checkpoint/state.pt`` (so the student may be
+given as its ``model.pt``, that ``state.pt``, the run folder or a study trial's folder); the teacher's gates
 are the ones its ``teacher_gate`` option names (the teacher's own learned gates, the
 parameter-free CBAM, or the untrained one saved with the distiller). A map is drawn as the
 mean absolute activation over its channels, scaled to its own range, in the Viridis colours.
 
-    python analysis/attention_maps.py --checkpoint runs/student-resnet18-shapes-attnfd/model.pt
+    python analysis/attention_maps.py --checkpoint runs/student-resnet18-shapes-attnfd-<hash>/model.pt
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-import typing
 from pathlib import Path
 
 import numpy as np
@@ -25,40 +23,49 @@ from PIL import Image, ImageDraw
 from torch import nn
 
 from attnfd import checkpoint as ckpt
+from attnfd.attention_maps_cli import main
 from attnfd.config import ConfigError
 from attnfd.data import build_dataset
 from attnfd.distill import build_distillers, parse_distill_spec
+from attnfd.paths import checkpoint_files
 from attnfd.teachers import load_model, teacher_dir
 
 KINDS = ("teacher raw", "teacher refined", "student raw", "student refined")
 HEADER = 26
 
 
-def _model_file(path: str | Path) -> Path:
-    path = Path(path)
-    path = path / ckpt.MODEL_FILE if path.is_dir() else path
-    if not path.is_file():
-        raise ConfigError(f"model file not found: {path}")
-    return path
+def _state_file(path: str | Path) -> Path:
+    """The state.pt that holds the student and its distiller's gates: the file given, a
+    ``model.pt``'s run checkpoint, or a run's or trial's (newest) checkpoint."""
+    first = checkpoint_files(path, want="state", what="--checkpoint")[0]
+    if first.name != ckpt.MODEL_FILE:
+        return first
+    state_file = first.parent / "checkpoint" / ckpt.STATE_FILE
+    if not state_file.is_file():
+        raise ConfigError(f"{state_file} not found: the student's CBAM gates are saved in the run's checkpoint, "
+                          "not in its model.pt")
+    return state_file
 
 
 def load_run(model_path: str | Path, teacher_path: str | Path | None = None, device: str = "cpu"):
     """The student, its teacher, its AttnFD distiller (with the trained gates) and its config."""
-    model_path = _model_file(model_path)
-    student, config = load_model(model_path, device)
+    state_file = _state_file(model_path)
+    student, config = load_model(state_file, device)
     if not config.distilling or "attnfd" not in dict(parse_distill_spec(config.distill)):
         raise ConfigError(f"{model_path} is not an AttnFD student (distill={config.distill!r}); "
                           "attention maps need its CBAM gates")
-    state_file = model_path.parent / "checkpoint" / ckpt.STATE_FILE
-    if not state_file.is_file():
-        raise ConfigError(f"{state_file} not found: the student's CBAM gates are saved in the run's checkpoint")
     if teacher_path is None:
         teacher_path = config.teacher_checkpoint or teacher_dir(config)[0] / ckpt.MODEL_FILE
-    if not Path(teacher_path).is_file():
-        raise ConfigError(f"teacher model not found: {teacher_path}; pass --teacher PATH")
+        if not Path(teacher_path).is_file():
+            raise ConfigError(f"teacher model not found: {teacher_path}; pass --teacher PATH")
+    teacher_path = checkpoint_files(teacher_path, what="--teacher")[0]
     teacher, _ = load_model(teacher_path, device)
     distillers = nn.ModuleDict({n: d for n, (d, _) in build_distillers(config.distill, student, teacher, config).items()})
-    distillers.load_state_dict(ckpt.load(state_file)["distillers"])
+    try:
+        distillers.load_state_dict(ckpt.load(state_file, needs=("distillers",))["distillers"])
+    except RuntimeError as err:
+        raise ckpt.CheckpointError(f"{state_file}: its distiller does not fit the teacher {teacher_path}: "
+                                   f"{ckpt.first_line(err)}") from None
     distillers.to(device)
     for module in (student, teacher, distillers):
         module.eval()
@@ -138,37 +145,18 @@ def attention_grid(model_path: str | Path, out: str | Path | None = None, images
         draw.text((c * size + 2, 1), tap, fill=(0, 0, 0))
         if kind:
             draw.text((c * size + 2, HEADER // 2 + 1), kind, fill=(0, 0, 0))
-    out = Path(out) if out else _model_file(model_path).parent / "attention_maps.png"
+    out = Path(out) if out else _output_folder(model_path) / "attention_maps.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     picture.save(out)
     return out
 
 
-def _fail(message: str) -> typing.NoReturn:
-    print(f"attnfd: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="attention_maps.py",
-        description="Raw and CBAM-refined feature maps of teacher and student at each distilled tap, for a few "
-                    "validation images, as one PNG grid (the paper's Fig. 1).")
-    parser.add_argument("--checkpoint", required=True, help="an AttnFD student's model.pt (or its run folder)")
-    parser.add_argument("--teacher", default=None, help="the teacher's model.pt (default: the one the run used)")
-    parser.add_argument("--images", type=int, default=4, help="validation images, one row each (default 4)")
-    parser.add_argument("--size", type=int, default=96, help="pixels per picture (default 96)")
-    parser.add_argument("--out", default=None, help="the PNG to write (default: attention_maps.png beside the model)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    args = parser.parse_args(argv)
-    try:
-        from attnfd.trainer import resolve_device
-
-        path = attention_grid(args.checkpoint, args.out, args.images, args.size, args.teacher,
-                              str(resolve_device(args.device)))
-    except (ConfigError, FileNotFoundError) as err:
-        _fail(str(err))
-    print(f"wrote {path}")
+def _output_folder(path: str | Path) -> Path:
+    """Beside the model: a run folder itself, the run folder of its files."""
+    path = Path(path)
+    if path.is_dir():
+        return path
+    return path.parent.parent if path.parent.name == "checkpoint" else path.parent
 
 
 __all__ = ["attention_grid", "feature_maps", "load_run", "main"]

@@ -9,8 +9,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-STATE_FILE = "state.pt"
-MODEL_FILE = "model.pt"
+from attnfd.config import ConfigError
+from attnfd.paths import MODEL_FILE, STATE_FILE
+
+__all__ = ["MODEL_FILE", "STATE_FILE", "CheckpointError", "atomic_save", "load"]
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint or model file that cannot be read or does not fit; one line naming the file."""
 
 
 def rng_state() -> dict:
@@ -42,11 +48,26 @@ def atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load(path: Path) -> dict:
+def first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def load(path: Path, needs: tuple[str, ...] = ()) -> dict:
+    """A checkpoint written by ``fit`` (a folder stands for its ``state.pt``), holding ``needs``."""
     path = Path(path)
     if path.is_dir():
         path = path / STATE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    # our own files: they hold numpy RNG state and plain config dicts
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        # our own files: they hold numpy RNG state and plain config dicts
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001  (torch reports a damaged file as any of a dozen error types)
+        raise CheckpointError(f"cannot read {path} (truncated or not written by attnfd): {first_line(err)}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not a checkpoint written by attnfd: it holds a {type(state).__name__}")
+    missing = [key for key in needs if key not in state]
+    if missing:
+        raise CheckpointError(f"{path} is not a checkpoint written by attnfd: it has no {', '.join(missing)}")
+    return state

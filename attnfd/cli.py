@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
+import math
 import sys
 import typing
 from pathlib import Path
 
+from attnfd.arguments import OneLineParser, finite_float, image_size, integer, integers, true_or_false
 from attnfd.config import ConfigError, TrainConfig
+from attnfd.paths import MODEL_FILE, STATE_FILE, checkpoint_files, folder_problem
 
 HELP = {
     "role": "teacher or student",
@@ -28,9 +32,10 @@ HELP = {
     "teacher_gate": "learned (paper), parameter_free or untrained (official code)",
     "norm": "channel (paper eq. 5) or tensor (official code)",
     "tap_relu": "pre (paper) or post (official code for encoder and decoder)",
-    "out_dir": "where the checkpoint and model.pt go (default: runs/<role>-<backbone>-<dataset>)",
-    "resume": "a checkpoint folder or state.pt to continue from",
-    "teacher_checkpoint": "a teacher model.pt to use instead of the cached one",
+    "out_dir": "where the checkpoint and model.pt go (default: runs/<role>-<backbone>-<dataset>[-<method>]-<hash of "
+               "the config>); a folder that holds a run needs --resume or --overwrite",
+    "resume": "what to continue from: a state.pt, a run folder, or a study trial's folder (its newest checkpoint)",
+    "teacher_checkpoint": "a teacher (model.pt, state.pt or run folder) to use instead of the cached one",
     "cache_dir": "where teachers are cached (default: $ATTNFD_CACHE or ~/.cache/attnfd)",
     "data_root": "folder of a voc or cityscapes copy (default: $ATTNFD_DATA/<dataset>); see attnfd data check",
 }
@@ -39,15 +44,15 @@ HELP = {
 def _flag_type(field: dataclasses.Field):
     hint = str(field.type)
     if "bool" in hint:
-        return lambda s: s.lower() in ("1", "true", "yes", "on")
+        return true_or_false
     if "tuple[int" in hint:
-        return lambda s: tuple(int(v) for v in s.split(","))
+        return integers
     if "int" in hint and "float" not in hint:
-        return int
+        return integer
     if "float" in hint:
-        return float
+        return finite_float
     if field.name == "image_size":
-        return lambda s: tuple(int(v) for v in s.split("x")) if "x" in s else int(s)
+        return image_size
     return str
 
 
@@ -57,25 +62,70 @@ def _train_parser(sub) -> argparse.ArgumentParser:
     for field in dataclasses.fields(TrainConfig):
         parser.add_argument("--" + field.name.replace("_", "-"), dest=field.name, type=_flag_type(field),
                             default=None, help=HELP.get(field.name))
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run already in --out-dir (default: stop and say how to continue it)")
     return parser
 
 
-def _fail(message: str) -> typing.NoReturn:
+def _fail(message: str, status: int = 2) -> typing.NoReturn:
     print(f"attnfd: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    raise SystemExit(status)
+
+
+# where a run goes or how it is placed; two runs equal on everything else train the same model
+_PLACEMENT = ("out_dir", "resume", "cache_dir", "device", "workers")
+
+
+def default_out_dir(config: TrainConfig) -> str:
+    """``runs/<role>-<backbone>-<dataset>[-<method>]-<hash>``: the hash covers every field
+    but the placement, so runs that differ in alpha, layers or seed get their own folders."""
+    suffix = f"-{config.distill.replace(':', '').replace(',', '+')}" if config.distilling else ""
+    content = {k: v for k, v in config.to_dict().items() if k not in _PLACEMENT}
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"runs/{config.role}-{config.backbone}-{config.dataset}{suffix}-{digest}"
+
+
+def _check_out_dir(config: TrainConfig, overwrite: bool) -> None:
+    """Stop before a run would replace another one's model.pt or checkpoint."""
+    out = Path(config.out_dir).expanduser()
+    problem = folder_problem(out)
+    if problem:
+        _fail(f"--out-dir: {problem}")
+    finished, started = (out / MODEL_FILE).is_file(), (out / "checkpoint" / STATE_FILE).is_file()
+    if overwrite or not (finished or started):
+        return
+    if config.resume and Path(config.resume).resolve().is_relative_to(out.resolve()):
+        return
+    what = "a finished run (model.pt)" if finished else "an unfinished run (checkpoint/state.pt)"
+    more = " with more --epochs" if finished else ""
+    _fail(f"{out} holds {what}; continue it with --resume {out / 'checkpoint'}{more}, replace it with --overwrite, "
+          "or pick another --out-dir")
+
+
+def _json_ready(value, digits: int | None = None):
+    """A value JSON can hold: NaN/inf (a class absent from the labels, an epoch not
+    evaluated) become null, which strict JSON readers accept."""
+    if isinstance(value, float):
+        return None if not math.isfinite(value) else round(value, digits) if digits is not None else value
+    if isinstance(value, dict):
+        return {k: _json_ready(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v, digits) for v in value]
+    return value
 
 
 def _train(args: argparse.Namespace) -> None:
-    values = {k: v for k, v in vars(args).items() if k not in ("command",) and v is not None}
+    overwrite = args.overwrite
+    values = {k: v for k, v in vars(args).items() if k not in ("command", "overwrite") and v is not None}
     if values.get("distill", "").lower() in ("none", ""):
         values.pop("distill", None)
     config = TrainConfig.from_dict(values)
     if config.out_dir is None:
-        suffix = f"-{config.distill.replace(':', '').replace(',', '+')}" if config.distilling else ""
-        config = dataclasses.replace(config, out_dir=f"runs/{config.role}-{config.backbone}-{config.dataset}{suffix}")
+        config = dataclasses.replace(config, out_dir=default_out_dir(config))
+    _check_out_dir(config, overwrite)
     from attnfd.progress import ProgressLog
     from attnfd.teachers import prepare_teacher, saved_miou, teacher_dir
-    from attnfd.trainer import fit
+    from attnfd.trainer import NonFiniteLossError, fit
 
     teacher_line = None
     if config.distilling:
@@ -86,7 +136,10 @@ def _train(args: argparse.Namespace) -> None:
         origin = "given" if values.get("teacher_checkpoint") else "from the cache" if cached else "trained by this run"
         teacher_line = f"teacher {config.teacher_backbone}: val mIoU {saved_miou(teacher_file):.4f} ({origin}, {teacher_file})"
     label = f"{config.role} {config.backbone} on {config.dataset}" + (f" + {config.distill}" if config.distilling else "")
-    last = fit(config, progress=ProgressLog(label))
+    try:
+        last = fit(config, progress=ProgressLog(label))
+    except NonFiniteLossError as err:
+        _fail(f"the run diverged: {err}; no model.pt was written", status=1)
     print(f"\n{label}: final val mIoU {last.get('miou', float('nan')):.4f} after {config.epochs} epochs")
     if teacher_line:
         print(teacher_line)
@@ -94,19 +147,34 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    files = checkpoint_files(args.checkpoint)
+    if args.device not in ("auto", "cpu", "cuda") and not args.device.startswith("cuda:"):
+        _fail(f"--device must be auto, cpu or cuda[:N], got {args.device!r}")
     from attnfd.data import build_dataset
     from attnfd.teachers import load_model
     from attnfd.trainer import _loader, evaluate, resolve_device
 
-    if not Path(args.checkpoint).is_file():
-        _fail(f"checkpoint not found: {args.checkpoint}")
     device = resolve_device(args.device)
-    model, config = load_model(args.checkpoint, device)
+    model, config, path = load_model_first(files, device, load_model)
     if args.data_root:
-        config = dataclasses.replace(config, data_root=args.data_root)
+        config = dataclasses.replace(config, data_root=args.data_root).resolved()
     metrics = evaluate(model, _loader(build_dataset(config, "val"), config, device, train=False),
                        config.num_classes, device)
-    print(json.dumps({"checkpoint": args.checkpoint, "dataset": config.dataset, **metrics}))
+    print(json.dumps(_json_ready({"checkpoint": str(path), "dataset": config.dataset, **metrics}), allow_nan=False))
+
+
+def load_model_first(files: list[Path], device, load_model):
+    """The first of ``files`` that loads; a newer one that does not is named on stderr."""
+    for index, path in enumerate(files):
+        try:
+            model, config = load_model(path, device)
+        except ConfigError as err:
+            if index + 1 == len(files):
+                raise
+            print(f"attnfd: warning: {err}; trying {files[index + 1]}", file=sys.stderr)
+            continue
+        return model, config, path
+    raise AssertionError("unreachable: checkpoint_files returns at least one file")
 
 
 def _data_parser(sub) -> None:
@@ -124,7 +192,7 @@ def _data_parser(sub) -> None:
     check.add_argument("--quick", action="store_true",
                        help="folders, split files and counts only (what train checks)")
     check.add_argument("--partial", action="store_true", help="a count other than the official release's is fine")
-    check.add_argument("--workers", type=int, default=None, help="threads reading files (default: cores, at most 8)")
+    check.add_argument("--workers", type=integer, default=None, help="threads reading files (default: cores, at most 8)")
     check.add_argument("--download", action="store_true",
                        help="voc only: first fetch VOC 2012 trainval and SBD into --root with torchvision")
 
@@ -133,6 +201,8 @@ def _data(args: argparse.Namespace) -> None:
     from attnfd.data import FILE_DATASETS, resolve_data_root
     from attnfd.data.check import full_check, quick_check
 
+    if args.workers is not None and args.workers < 1:
+        _fail(f"--workers must be >= 1, got {args.workers}")
     root = resolve_data_root(args.dataset, args.root)
     if args.download:
         if args.dataset != "voc":
@@ -151,12 +221,13 @@ def _data(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="attnfd", description="Attention-guided feature distillation for segmentation")
+    parser = OneLineParser(prog="attnfd", description="Attention-guided feature distillation for segmentation")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     ev = sub.add_parser("evaluate", help="evaluate a model.pt on its data set's validation split",
                         description="Single-scale evaluation of a trained model on the full validation split.")
-    ev.add_argument("--checkpoint", required=True, help="a model.pt written by attnfd train")
+    ev.add_argument("--checkpoint", required=True,
+                    help="a model.pt or state.pt, a run folder, or a study trial's folder (its newest checkpoint)")
     ev.add_argument("--data-root", default=None, help="override the data root stored with the model")
     ev.add_argument("--device", default="auto")
     _data_parser(sub)

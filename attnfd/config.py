@@ -10,17 +10,43 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from attnfd.models.backbones import BACKBONES
-from attnfd.models.deeplabv3plus import TAPS
+from attnfd.names import BACKBONES, TAPS
 
 
 class ConfigError(ValueError):
     """A config value that cannot work; the message is one line naming the field."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_types(config: Any) -> None:
+    """Each field holds a value of its type (numbers finite), so that a value from a JSON
+    file or ``--set`` fails here with its name rather than deep in training."""
+    for f in fields(config):
+        value, hint = getattr(config, f.name), str(f.type)
+        if value is None and "None" in hint:
+            continue
+        if hint.startswith("bool"):
+            ok, kind = isinstance(value, bool), "true or false"
+        elif hint.startswith("int"):
+            ok, kind = _is_int(value), "an integer"
+        elif hint.startswith("float"):
+            ok = (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+            kind = "a finite number"
+        elif hint.startswith("str"):
+            ok, kind = isinstance(value, str), "text"
+        else:
+            continue
+        if not ok:
+            raise ConfigError(f"{f.name} must be {kind}, got {value!r}")
 
 
 ALPHA_SCHEDULES = ("constant", "linear", "cosine", "step")
@@ -144,6 +170,17 @@ class TrainConfig:
 
             # the presets' alpha is AttnFD's; other methods carry their own published weight
             c.alpha = default_alpha(c.distill, c.alpha)
+        from attnfd.paths import checkpoint_files
+
+        # a run or trial folder stands for its newest checkpoint file
+        if c.resume is not None:
+            c.resume = str(checkpoint_files(c.resume, want="state", what="resume checkpoint")[0])
+        if c.teacher_checkpoint is not None:
+            c.teacher_checkpoint = str(checkpoint_files(c.teacher_checkpoint, what="teacher_checkpoint")[0])
+        if isinstance(c.aspp_rates, str):
+            c.aspp_rates = tuple(v.strip() for v in c.aspp_rates.split(",") if v.strip())
+        if not isinstance(c.aspp_rates, (tuple, list)) or not all(_is_int(r) for r in c.aspp_rates):
+            raise ConfigError(f"aspp_rates must be integers, got {c.aspp_rates!r}")
         c.aspp_rates = tuple(int(r) for r in c.aspp_rates)
         if isinstance(c.image_size, list):
             c.image_size = tuple(c.image_size)
@@ -155,6 +192,7 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
 
+        _check_types(self)
         check(self.role in ("teacher", "student"), f"role must be teacher or student, got {self.role!r}")
         check(not (self.role == "teacher" and self.distill), "distill applies to a student; a teacher trains alone")
         for name in ("backbone", "teacher_backbone"):
@@ -166,6 +204,21 @@ class TrainConfig:
         check(not bad, f"unknown layer(s) {', '.join(bad)}; choose from {', '.join(TAPS)}")
         check(len(set(self.layers)) == len(self.layers), f"layers repeats a name: {','.join(self.layers)}")
         check(self.alpha >= 0, f"alpha must be >= 0, got {self.alpha}")
+        check(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
+        check(not self.nesterov or self.momentum > 0, "nesterov needs momentum > 0")
+        for name in ("train_size", "val_size"):
+            value = getattr(self, name)
+            check(value is None or value >= 1, f"{name} must be >= 1, got {value}")
+        check(self.workers >= 0, f"workers must be >= 0, got {self.workers}")
+        sizes = self.image_size if isinstance(self.image_size, tuple) else (self.image_size,)
+        check(len(sizes) in (1, 2) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 8 for v in sizes),
+              f"image_size must be a size >= 8 or HxW, got {self.image_size!r}")
+        check(len(self.aspp_rates) > 0 and all(r >= 1 for r in self.aspp_rates),
+              f"aspp_rates must be dilation rates >= 1, got {','.join(map(str, self.aspp_rates))}")
+        # the built-in data set is generated: a data root would be silently ignored
+        check(self.dataset != "shapes" or self.data_root is None,
+              f"data_root applies to voc and cityscapes; shapes is generated and reads no files (got {self.data_root})")
+        check(self.out_dir is None or self.out_dir.strip() != "", "out_dir is empty; give a folder")
         check(self.alpha_schedule in ALPHA_SCHEDULES, f"alpha_schedule must be one of {', '.join(ALPHA_SCHEDULES)}, got {self.alpha_schedule!r}")
         check(0 <= self.alpha_decay_start < 1, f"alpha_decay_start must be in [0, 1), got {self.alpha_decay_start}")
         check(self.teacher_gate in TEACHER_GATES, f"teacher_gate must be one of {', '.join(TEACHER_GATES)}, got {self.teacher_gate!r}")
@@ -180,10 +233,14 @@ class TrainConfig:
         check(self.head_lr_mult > 0, f"head_lr_mult must be > 0, got {self.head_lr_mult}")
         check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), f"device must be auto, cpu or cuda[:N], got {self.device!r}")
-        for name in ("backbone_weights", "teacher_backbone_weights", "teacher_checkpoint"):
+        for name in ("backbone_weights", "teacher_backbone_weights"):
             path = getattr(self, name)
             check(path is None or Path(path).is_file(), f"{name} not found: {path}")
-        check(self.resume is None or Path(self.resume).exists(), f"resume checkpoint not found: {self.resume}")
+        if self.distilling and self.teacher_checkpoint is None:
+            from attnfd.paths import folder_problem
+
+            problem = folder_problem(self.resolve_cache_dir())
+            check(problem is None, f"cache_dir (where teachers are cached): {problem}")
         if self.distilling:
             from attnfd.distill import parse_distill_spec
             from attnfd.distill.defaults import parse_options

@@ -36,6 +36,8 @@ from attnfd.schedules import alpha_at, lr_factor
 from attnfd.teachers import load_model, prepare_teacher
 
 Report = Callable[[dict, str], None]
+# what a state.pt holds beyond a model.pt's weights and config
+RESUME_KEYS = ("model", "distillers", "optimizer", "scheduler", "scaler", "epoch", "history", "rng")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -247,10 +249,16 @@ def fit(config: TrainConfig | dict, report: Report | None = None, progress: Prog
     # teacher's steps slowed 5x within its first epoch); flushing them to zero changes no result
     # that matters and keeps every step at full speed
     torch.set_flush_denormal(True)
+    # read before anything is built or trained, so a damaged checkpoint fails in seconds
+    resume_state = ckpt.load(config.resume, needs=RESUME_KEYS) if config.resume else None
     out_dir = Path(config.out_dir) if config.out_dir else Path(tempfile.mkdtemp(prefix="attnfd-"))
     run = Run(dataclasses.replace(config, out_dir=str(out_dir)))
-    if config.resume:
-        run.load_state_dict(ckpt.load(config.resume))
+    if resume_state is not None:
+        try:
+            run.load_state_dict(resume_state)
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise ckpt.CheckpointError(f"{config.resume} does not fit this run's config (was it written by another "
+                                       f"architecture or method?): {ckpt.first_line(err)}") from None
     checkpoint_dir = out_dir / "checkpoint"
     # the trained model's size, for tables that list it next to the score (Table 1)
     params_m = sum(p.numel() for p in run.model.parameters()) / 1e6

@@ -10,10 +10,11 @@ from attnfd.analysis.render import to_text
 from attnfd.analysis.report import analyse, write
 from attnfd.analysis.results import DEFAULT_STORAGE, STORAGE_ENV, ResultsError, load_study
 from attnfd.analysis.tables import PROTOCOLS
+from attnfd.arguments import OneLineParser, integer
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="ablation.py",
         description="Tables (Markdown, LaTeX, CSV, HTML), plotly figures and one offline HTML report from a "
                     "study's results folder. Needs no torch and no ray.",
@@ -28,7 +29,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", nargs=2, metavar=("ROW_A", "ROW_B"), default=None,
                    help="two row labels (or unique parts of them) for the per-class IoU figure; "
                         "default: per student, no distillation against the best row")
-    p.add_argument("--top", type=int, default=10, help="best configurations listed for a search (default 10)")
+    p.add_argument("--top", type=integer, default=10, help="best configurations listed for a search (default 10)")
     return p
 
 

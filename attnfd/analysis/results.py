@@ -131,17 +131,53 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     return pq.read_table(path).to_pandas()
 
 
-def _read_epochs(folder: Path, warnings: list[str]) -> pd.DataFrame:
+def _read_epochs(folder: Path, warnings: list[str]) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """All epoch rows, and each file's rows by its path relative to the study folder."""
     files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-    frames = []
+    by_file = {}
     # each file alone: files of different trials may carry different loss columns
     for path in tqdm(files, desc="reading results", leave=False, disable=None):
         try:
-            frames.append(_read_parquet(path))
+            by_file[f"results/epochs/{path.name}"] = _read_parquet(path)
         except (OSError, pa.ArrowException) as err:  # a file being rewritten, or damaged: say so, keep the rest
             warnings.append(f"could not read {path.name}: {type(err).__name__}: {err}")
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    frames = [f for f in by_file.values() if len(f)]
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), by_file
+
+
+def _owners(frame: pd.DataFrame) -> set[tuple[str, str]]:
+    """The (study, protocol) pairs a file's rows name."""
+    if not len(frame) or not ({"study", "protocol"} & set(frame.columns)):
+        return set()
+    studies = frame["study"] if "study" in frame else pd.Series([None] * len(frame))
+    protocols = frame["protocol"] if "protocol" in frame else pd.Series([None] * len(frame))
+    return {(str(_plain(a)), str(_plain(b))) for a, b in zip(studies, protocols)}
+
+
+def check_one_study(meta: dict, sources: dict[str, pd.DataFrame]) -> None:
+    """Refuse a results folder whose files hold rows of another study or protocol (a copied
+    parquet file): one table must not mix them. Against study.json when it names the study,
+    else the files must agree with each other."""
+    owners = {source: _owners(frame) for source, frame in sources.items()}
+    if meta.get("name") and meta.get("protocol"):
+        expected = (str(meta["name"]), str(meta["protocol"]))
+        said = f"study {expected[0]!r} (protocol {expected[1]!r}) that study.json names"
+    else:
+        counts: dict[tuple[str, str], int] = {}
+        for pairs in owners.values():
+            for pair in pairs:
+                counts[pair] = counts.get(pair, 0) + 1
+        if len(counts) <= 1:
+            return
+        expected = max(counts, key=counts.get)
+        said = f"study {expected[0]!r} (protocol {expected[1]!r}) of most files"
+    foreign = {source: sorted(pairs - {expected}) for source, pairs in owners.items() if pairs - {expected}}
+    if not foreign:
+        return
+    shown = [f"{source} (study {pairs[0][0]!r}, protocol {pairs[0][1]!r})" for source, pairs in list(foreign.items())[:3]]
+    more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+    raise ResultsError(f"rows of another study or protocol: {', '.join(shown)}{more}, not of the {said}; "
+                       "move those files out to analyse this study")
 
 
 def _plain(value: Any) -> Any:
@@ -262,13 +298,17 @@ def load_study(path: str | Path | None = None) -> Study:
     else:
         meta = {}
         warnings.append(f"{meta_file} is missing: protocol and class names are taken from the rows")
-    epochs = _read_epochs(results / "epochs", warnings)
+    if not isinstance(meta, dict):
+        raise ResultsError(f"{meta_file} is not a JSON object")
+    epochs, sources = _read_epochs(results / "epochs", warnings)
     summary = pd.DataFrame()
     if (results / "summary.parquet").is_file():
         try:
             summary = _read_parquet(results / "summary.parquet")
+            sources["results/summary.parquet"] = summary
         except (OSError, pa.ArrowException) as err:
             warnings.append(f"could not read summary.parquet: {type(err).__name__}: {err}")
+    check_one_study(meta, sources)
     if not len(epochs) and not len(summary):
         raise ResultsError(f"{results} holds no result rows yet")
     if len(epochs):

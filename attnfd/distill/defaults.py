@@ -30,11 +30,12 @@ not use are ignored, so one study can fix options for all its methods.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from attnfd.config import ConfigError
-from attnfd.models.deeplabv3plus import TAPS as TAP_NAMES
+from attnfd.names import TAPS as TAP_NAMES
 
 ANY_DATASET = "*"
 # options whose value is a "+"-joined list of taps
@@ -186,6 +187,8 @@ def _convert(method: str, key: str, text: str, default: Any) -> Any:
         value = int(text) if isinstance(default, int) else float(text)
     except ValueError:
         raise ConfigError(f"{where} must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{where} must be a finite number, got {text!r}")
     if value < 0 or (key in POSITIVE_OPTIONS and value == 0):
         raise ConfigError(f"{where} must be {'> 0' if key in POSITIVE_OPTIONS else '>= 0'}, got {text!r}")
     return value

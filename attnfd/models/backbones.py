@@ -17,13 +17,15 @@ from torch import nn
 from torchvision import models as tvm
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
+from attnfd.names import BACKBONES
+
 RESNETS = {
     "resnet18": tvm.resnet18,
     "resnet34": tvm.resnet34,
     "resnet50": tvm.resnet50,
     "resnet101": tvm.resnet101,
 }
-BACKBONES = (*RESNETS, "mobilenet_v2")
+assert set(RESNETS) | {"mobilenet_v2"} == set(BACKBONES)
 
 
 def _dilate(stage: nn.Module, dilation: int) -> None:
@@ -51,10 +53,20 @@ def _load_weights(model: nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"backbone weights not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from attnfd.checkpoint import CheckpointError, first_line
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001  (a damaged file surfaces as any of a dozen error types)
+        raise CheckpointError(f"cannot read backbone weights {path}: {first_line(err)}") from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
-    model.load_state_dict(state, strict=True)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"backbone weights {path} hold a {type(state).__name__}, not a state dict")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"backbone weights {path} do not fit this backbone: {first_line(err)}") from None
 
 
 def _block_pre_relu(block: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -20,8 +20,8 @@ from torch import nn
 
 from attnfd.cbam import CBAM
 from attnfd.models.backbones import build_backbone
+from attnfd.names import TAPS  # noqa: F401  (re-exported by attnfd.models)
 
-TAPS = ("backbone", "encoder", "decoder")
 LOW_LEVEL_CHANNELS = 48
 
 

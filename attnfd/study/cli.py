@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import typing
 from datetime import datetime
 from pathlib import Path
 
+from attnfd.arguments import OneLineParser, finite_float, integer
 from attnfd.config import ConfigError, TrainConfig
 
 
@@ -23,8 +25,19 @@ def _fail(prog: str, message: str) -> typing.NoReturn:
     raise SystemExit(2)
 
 
-def _floats(text: str) -> list[float]:
-    return [float(v) for v in text.replace(":", ",").split(",") if v.strip()]
+def _floats(text: str, flag: str) -> list[float]:
+    values = []
+    for item in (v.strip() for v in text.replace(":", ",").split(",")):
+        if not item:
+            continue
+        try:
+            value = float(item)
+        except ValueError:
+            raise ConfigError(f"{flag} takes numbers, got {item!r} in {text!r}") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"{flag} takes finite numbers, got {item!r} in {text!r}")
+        values.append(value)
+    return values
 
 
 def _names(text: str) -> list[str]:
@@ -41,14 +54,17 @@ def _set_values(items: list[str]) -> dict:
         key = key.strip().replace("-", "_")
         if not sep or key not in types:
             raise ConfigError(f"--set takes FIELD=VALUE with a training config field, got {item!r}")
-        values[key] = _flag_type(types[key])(text)
+        try:
+            values[key] = _flag_type(types[key])(text)
+        except (argparse.ArgumentTypeError, ValueError) as err:
+            raise ConfigError(f"--set {key}: {err}") from None
     return values
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="shapes", help="shapes (built in, the default), voc or cityscapes")
     parser.add_argument("--data-root", default=None, help="the data set's folder (default: $ATTNFD_DATA/<dataset>)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per trial (default: the data set's recipe)")
+    parser.add_argument("--epochs", type=integer, default=None, help="epochs per trial (default: the data set's recipe)")
     parser.add_argument("--full-recipe", action="store_true",
                         help="on shapes, train with the data set's full CPU recipe instead of the quick study "
                              "recipe (48 px, 192 training images, 4 epochs; teacher 12 epochs)")
@@ -59,11 +75,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the study --name (default: the newest one of this kind in --storage)")
     parser.add_argument("--address", default=None, help="an existing Ray cluster, e.g. auto on a cluster's head")
-    parser.add_argument("--cpus-per-trial", type=float, default=1.0)
-    parser.add_argument("--gpus-per-trial", type=float, default=None,
+    parser.add_argument("--cpus-per-trial", type=finite_float, default=1.0)
+    parser.add_argument("--gpus-per-trial", type=finite_float, default=None,
                         help="0.5 lets two trials share a GPU (default: 1 when CUDA is visible, else 0)")
-    parser.add_argument("--max-concurrent", type=int, default=None, help="at most this many trials at once")
-    parser.add_argument("--max-failures", type=int, default=2,
+    parser.add_argument("--max-concurrent", type=integer, default=None, help="at most this many trials at once")
+    parser.add_argument("--max-failures", type=integer, default=2,
                         help="retries of a trial whose worker died, each from its last checkpoint")
     parser.add_argument("--cache-dir", default=None, help="where teachers are cached (default: ~/.cache/attnfd)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
@@ -112,17 +128,40 @@ def _base(args) -> dict:
     return base
 
 
+def _study_protocol(meta_file: Path) -> str | None:
+    try:
+        return json.loads(meta_file.read_text()).get("protocol")
+    except (OSError, ValueError, AttributeError):  # a damaged study.json is no candidate
+        return None
+
+
 def _study_name(args, storage: str, protocol: str, default: str) -> str:
     if args.name:
         return args.name
     if args.resume:
         folder = Path(storage).expanduser()
         found = [p for p in folder.glob("*/results/study.json") if "://" not in storage
-                 and json.loads(p.read_text()).get("protocol") == protocol]
+                 and _study_protocol(p) == protocol]
         if not found:
             raise ConfigError(f"no {protocol} study to resume in {storage}; name one with --name")
         return max(found, key=lambda p: p.stat().st_mtime).parent.parent.name
     return f"{default}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def _check_placement(args) -> None:
+    if args.cpus_per_trial <= 0:
+        raise ConfigError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial:g}")
+    if args.gpus_per_trial is not None and args.gpus_per_trial < 0:
+        raise ConfigError(f"--gpus-per-trial must be >= 0, got {args.gpus_per_trial:g}")
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise ConfigError(f"--max-concurrent must be >= 1, got {args.max_concurrent}")
+    if args.max_failures < 0:
+        raise ConfigError(f"--max-failures must be >= 0, got {args.max_failures}")
+    for flag, value in (("--name", args.name), ("--storage", args.storage)):
+        if value is not None and not value.strip():
+            raise ConfigError(f"{flag} is empty")
+    if args.name is not None and ("/" in args.name or args.name in (".", "..")):
+        raise ConfigError(f"--name must be a plain folder name, got {args.name!r}")
 
 
 def _spec_kwargs(args, storage: str) -> dict:
@@ -131,14 +170,17 @@ def _spec_kwargs(args, storage: str) -> dict:
             "verbose": 1 if args.verbose else -1 if args.quiet else 0}
 
 
-def _run(prog: str, make_spec) -> None:
+def _run(prog: str, args, make_spec) -> None:
     try:
+        _check_placement(args)
         spec = make_spec()
         from attnfd.study.runner import best_row, run_study
 
         rows = run_study(spec)
     except ConfigError as err:
         _fail(prog, str(err))
+    except OSError as err:  # storage that fails once the study runs (a full disk, a revoked bucket)
+        _fail(prog, f"{type(err).__name__}: {err}")
     _print_outcome(spec, rows, best_row(rows))
 
 
@@ -159,46 +201,47 @@ def _print_outcome(spec, rows: list[dict], best: dict | None) -> None:
 
 
 def search_main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="search", description="Optuna (TPE) search over alpha, the distilled layer subset and the alpha-decay "
         "variant, one Ray Tune trial per config; the paper's setting is evaluated first and ASHA stops poor trials.")
     _common(parser)
     parser.add_argument("--student", default="resnet18", help="the student backbone")
-    parser.add_argument("--num-samples", type=int, default=8, help="trials in the search")
-    parser.add_argument("--seed", type=int, default=0, help="the sampler's and every trial's seed")
+    parser.add_argument("--num-samples", type=integer, default=8, help="trials in the search")
+    parser.add_argument("--seed", type=integer, default=0, help="the sampler's and every trial's seed")
     parser.add_argument("--alpha-range", default="0.1:30", help="alpha's log-uniform range, LOW:HIGH")
     parser.add_argument("--search", default="", help="more dimensions to search: teacher_gate, norm, tap_relu, method")
     parser.add_argument("--no-asha", action="store_true", help="run every trial to its last epoch")
     args = parser.parse_args(argv)
 
     def make_spec():
+        alpha_range = _floats(args.alpha_range, "--alpha-range")
+        if len(alpha_range) != 2:
+            raise ConfigError(f"--alpha-range takes LOW:HIGH, got {args.alpha_range!r}")
+        # the flags' values first: the runner imports torch and ray
+        base = {**_base(args), "backbone": args.student, "distill": "attnfd", "role": "student"}
         from attnfd.study.runner import StudySpec
         from attnfd.study.space import SearchSpace
 
-        alpha_range = _floats(args.alpha_range)
-        if len(alpha_range) != 2:
-            raise ConfigError(f"--alpha-range takes LOW:HIGH, got {args.alpha_range!r}")
         space = SearchSpace(alpha_range=tuple(alpha_range), extra=tuple(_names(args.search)))
         storage = _storage(args)
-        base = {**_base(args), "backbone": args.student, "distill": "attnfd", "role": "student"}
         name = _study_name(args, storage, "search", f"search-{args.dataset}-{args.student}")
         return StudySpec(protocol="search", base=base, name=name, space=space, searched=space.dimensions,
                          seeds=[args.seed], num_samples=args.num_samples, sampler_seed=args.seed,
                          asha=not args.no_asha, **_spec_kwargs(args, storage))
 
-    _run("search", make_spec)
+    _run("search", args, make_spec)
 
 
 def ablation_main(argv: list[str] | None = None) -> None:
     from attnfd.study.protocols import PROTOCOLS, VARIED
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="ablation", description="The paper's protocols as grids, each cell repeated over seeds: layers "
         "(Table 3), methods (Table 1) or an alpha sweep; every trial runs to its last epoch.")
     _common(parser)
     parser.add_argument("--protocol", default="layers", choices=PROTOCOLS)
     parser.add_argument("--students", default="resnet18,mobilenet_v2", help="comma-separated student backbones")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per cell (0, 1, ...)")
+    parser.add_argument("--seeds", type=integer, default=3, help="seeds per cell (0, 1, ...)")
     parser.add_argument("--alphas", default="0.1,0.3,1,3,10", help="alpha protocol: the alphas to sweep")
     parser.add_argument("--layer-subsets", default="backbone,encoder,decoder",
                         help="alpha protocol: the layer subsets, separated by ';' (e.g. 'encoder;encoder,decoder')")
@@ -206,18 +249,28 @@ def ablation_main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     def make_spec():
+        if args.seeds < 1:
+            raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+        layer_subsets = [s.strip() for s in args.layer_subsets.split(";") if s.strip()]
+        if args.protocol == "alpha" and not layer_subsets:
+            raise ConfigError(f"--layer-subsets {args.layer_subsets!r} names no layer subset; "
+                              "give e.g. 'encoder;backbone,encoder,decoder'")
+        methods = None
+        if args.methods is not None:
+            methods = _names(args.methods)
+            if not methods:
+                raise ConfigError(f"--methods {args.methods!r} names no method; give e.g. attnfd,kd")
+        alphas = _floats(args.alphas, "--alphas")
+        base = {**_base(args), "role": "student"}
+        # the flags' values first: the runner imports torch and ray
         from attnfd.study.protocols import protocol_cells
         from attnfd.study.runner import StudySpec
 
-        if args.seeds < 1:
-            raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
-        cells = protocol_cells(args.protocol, _names(args.students), alphas=_floats(args.alphas),
-                               layer_subsets=[s.strip() for s in args.layer_subsets.split(";") if s.strip()],
-                               methods=_names(args.methods) if args.methods else None)
+        cells = protocol_cells(args.protocol, _names(args.students), alphas=alphas, layer_subsets=layer_subsets,
+                               methods=methods)
         storage = _storage(args)
-        base = {**_base(args), "role": "student"}
         name = _study_name(args, storage, args.protocol, f"{args.protocol}-{args.dataset}")
         return StudySpec(protocol=args.protocol, base=base, name=name, cells=cells, searched=VARIED[args.protocol],
                          seeds=list(range(args.seeds)), **_spec_kwargs(args, storage))
 
-    _run("ablation", make_spec)
+    _run("ablation", args, make_spec)

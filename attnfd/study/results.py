@@ -18,7 +18,7 @@ import pyarrow.fs
 import pyarrow.parquet as pq
 from ray.tune import Callback
 
-from attnfd.config import TrainConfig
+from attnfd.config import ConfigError, TrainConfig
 from attnfd.study.trainable import COMPLETED, FAILED, RUNNING, STOPPED, trial_values
 
 # what a trial's report carries that belongs in an epoch row (besides loss_* parts)
@@ -92,8 +92,11 @@ def write_study_meta(storage: str, name: str, meta: dict) -> None:
     folder = f"{base}/{name}/results"
     fs.create_dir(folder, recursive=True)
     meta = {"name": name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **meta}
-    with fs.open_output_stream(f"{folder}/study.json") as out:
-        out.write(json.dumps(meta, indent=1).encode())
+    text = json.dumps(meta, indent=1).encode()
+    # write then move, as write_table does: a kill mid-write must not leave half a study.json
+    with fs.open_output_stream(f"{folder}/study.json.tmp") as out:
+        out.write(text)
+    fs.move(f"{folder}/study.json.tmp", f"{folder}/study.json")
 
 
 def read_study_meta(storage: str, name: str) -> dict | None:
@@ -102,7 +105,14 @@ def read_study_meta(storage: str, name: str) -> dict | None:
     if fs.get_file_info(path).type != pyarrow.fs.FileType.File:
         return None
     with fs.open_input_stream(path) as handle:
-        return json.loads(handle.read().decode())
+        text = handle.read().decode(errors="replace")
+    try:
+        meta = json.loads(text)
+    except ValueError as err:
+        raise ConfigError(f"{path} is damaged (not JSON: {err}); move it aside or pick another --name") from None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{path} is damaged (not a JSON object); move it aside or pick another --name")
+    return meta
 
 
 class ResultsWriter(Callback):

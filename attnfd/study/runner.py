@@ -78,9 +78,22 @@ def validate(spec: StudySpec) -> list[TrainConfig]:
         raise ConfigError("a grid study needs at least one cell")
     if spec.num_samples < 1:
         raise ConfigError(f"num_samples must be >= 1, got {spec.num_samples}")
-    if spec.cpus_per_trial <= 0 or spec.gpus_per_trial < 0:
+    if not (spec.cpus_per_trial > 0 and spec.gpus_per_trial >= 0):  # NaN fails both
         raise ConfigError("cpus per trial must be > 0 and gpus per trial >= 0")
+    if "://" not in spec.storage:
+        from attnfd.paths import folder_problem
+
+        problem = folder_problem(spec.storage)
+        if problem:
+            raise ConfigError(f"--storage: {problem}")
     configs = [TrainConfig.from_dict(trial_values(c)) for c in trial_configs(spec)]
+    if spec.address is None:
+        # a local Ray instance reads the data where the driver runs: check it here (on a
+        # cluster the data need only be on the workers, which the teacher task checks)
+        from attnfd.data import check_data
+
+        for config in {(c.dataset, c.data_root): c for c in configs}.values():
+            check_data(config)
     if spec.search and spec.space is not None:
         for name in spec.space.dimensions:
             if name in spec.base:
@@ -119,6 +132,7 @@ def prepare_teachers(spec: StudySpec, configs: list[TrainConfig]) -> dict[str, b
     starts, on one whole node (all its CPUs, or a GPU); its file reaches the trials through
     the object store."""
     import ray
+    from ray.exceptions import RayTaskError
 
     needed = {}
     for config in configs:
@@ -133,7 +147,13 @@ def prepare_teachers(spec: StudySpec, configs: list[TrainConfig]) -> dict[str, b
         print(f"teacher {key}: preparing it on one node ({cpus:g} CPUs{f', {gpus:g} GPU' if gpus else ''}) "
               "before the trials start", flush=True)
         start = time.perf_counter()
-        teachers[key] = ray.get(task.remote(dataclasses.asdict(config), max(1, int(cpus))))
+        try:
+            teachers[key] = ray.get(task.remote(dataclasses.asdict(config), max(1, int(cpus))))
+        except RayTaskError as err:
+            # a bad data root or cache on the worker: its one line, not the worker's traceback
+            if isinstance(err.cause, ConfigError):
+                raise ConfigError(f"teacher {key}: {err.cause}") from None
+            raise
         print(f"teacher {key}: ready in {time.perf_counter() - start:.0f} s ({len(teachers[key]) / 1e6:.0f} MB)",
               flush=True)
     return teachers

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 
 from attnfd.config import ALPHA_SCHEDULES, NORMS, TAP_RELUS, TEACHER_GATES, ConfigError
-from attnfd.models.deeplabv3plus import TAPS
+from attnfd.names import TAPS
 
 # the 7 non-empty subsets of the taps, as the comma-joined strings configs take; strings
 # because Optuna keeps categorical choices as plain values

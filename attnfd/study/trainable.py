@@ -26,6 +26,7 @@ import dataclasses
 import json
 import logging
 import math
+import sys
 import tempfile
 import time
 import warnings
@@ -35,8 +36,8 @@ import torch
 
 from attnfd import checkpoint as ckpt
 from attnfd.config import ConfigError, TrainConfig
-from attnfd.teachers import _locked, teacher_dir
-from attnfd.trainer import NonFiniteLossError, fit
+from attnfd.teachers import _locked, damage, move_aside, teacher_dir, write_checksum
+from attnfd.trainer import RESUME_KEYS, NonFiniteLossError, fit
 
 RUNNING, COMPLETED, STOPPED, FAILED = "running", "completed", "stopped", "failed"
 OBJECTIVE = "objective"
@@ -63,30 +64,73 @@ def install_teacher(config: TrainConfig, teachers: dict[str, bytes] | None) -> s
     if the node does not have it yet."""
     folder, _ = teacher_dir(config)
     model_file = folder / ckpt.MODEL_FILE
-    if not model_file.is_file():
-        data = (teachers or {}).get(folder.name)
-        if data is None:
-            raise ConfigError(f"no teacher {folder.name} was prepared for this study")
-        with _locked(folder.with_suffix(".lock")):
-            if not model_file.is_file():
-                folder.mkdir(parents=True, exist_ok=True)
-                tmp = model_file.with_name(model_file.name + ".tmp")
-                tmp.write_bytes(data)
-                tmp.replace(model_file)
+    data = (teachers or {}).get(folder.name)
+    with _locked(folder.with_suffix(".lock")):
+        problem = damage(model_file) if model_file.is_file() else None
+        if problem and data is not None:
+            aside = move_aside(model_file)
+            print(f"attnfd: warning: the cached teacher {model_file} is damaged ({problem}); moved it to {aside.name} "
+                  "and writing the study's copy", file=sys.stderr, flush=True)
+        if not model_file.is_file():
+            if data is None:
+                raise ConfigError(f"no teacher {folder.name} was prepared for this study")
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = model_file.with_name(model_file.name + ".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(model_file)
+            write_checksum(model_file)
     return str(model_file)
 
 
+def _older_checkpoints(checkpoint) -> list:
+    """The trial's kept checkpoints (Tune keeps ``num_to_keep``), newest first, starting with
+    ``checkpoint``; they sit beside it as ``checkpoint_<N>`` in the trial's folder."""
+    import pyarrow.fs
+    from ray import tune
+
+    parent, _, name = checkpoint.path.rstrip("/").rpartition("/")
+    newest = _checkpoint_index(name)
+    found = []
+    if newest is not None:
+        selector = pyarrow.fs.FileSelector(parent, allow_not_found=True)
+        for info in checkpoint.filesystem.get_file_info(selector):
+            index = _checkpoint_index(info.base_name)
+            if info.type == pyarrow.fs.FileType.Directory and index is not None and index < newest:
+                found.append((index, info.path))
+    return [checkpoint] + [tune.Checkpoint(path, filesystem=checkpoint.filesystem) for _, path in sorted(found, reverse=True)]
+
+
+def _checkpoint_index(name: str) -> int | None:
+    head, _, tail = name.rpartition("_")
+    return int(tail) if head == "checkpoint" and tail.isdigit() else None
+
+
 def _restored(work: Path) -> tuple[str | None, float]:
-    """The checkpoint Tune hands back to a restarted trial, copied locally, and its objective."""
+    """The checkpoint Tune hands back to a restarted trial, copied locally, and its objective.
+    If that (the newest) cannot be read, the newest older one that can; each one skipped is
+    named on stdout."""
     from ray import tune
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return None, 0.0
-    folder = Path(checkpoint.to_directory(str(work / "restored")))
-    objective_file = folder / _OBJECTIVE_FILE
-    objective = json.loads(objective_file.read_text())[OBJECTIVE] if objective_file.is_file() else 0.0
-    return str(folder / ckpt.STATE_FILE), objective
+    candidates = _older_checkpoints(checkpoint)
+    for index, candidate in enumerate(candidates):
+        name = candidate.path.rstrip("/").rpartition("/")[2]
+        folder = Path(candidate.to_directory(str(work / f"restored-{index}")))
+        try:
+            epoch = ckpt.load(folder / ckpt.STATE_FILE, needs=RESUME_KEYS)["epoch"]
+        except (ckpt.CheckpointError, FileNotFoundError) as err:
+            print(f"attnfd: trial checkpoint {name} is unreadable ({err})", flush=True)
+            continue
+        if index:
+            print(f"attnfd: resuming from {name} (epoch {epoch}), the newest readable checkpoint", flush=True)
+        objective_file = folder / _OBJECTIVE_FILE
+        objective = json.loads(objective_file.read_text())[OBJECTIVE] if objective_file.is_file() else 0.0
+        return str(folder / ckpt.STATE_FILE), objective
+    print(f"attnfd: none of the trial's {len(candidates)} checkpoints is readable; it starts again from epoch 1",
+          flush=True)
+    return None, 0.0
 
 
 def train_trial(config: dict, teachers: dict[str, bytes] | None = None, threads: int | None = None,

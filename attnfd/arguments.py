@@ -1,0 +1,63 @@
+"""Argument parsing that ends bad input with one line: ``prog: error: <what was wrong>``.
+
+argparse's own error prints the whole usage first, which for ``attnfd train`` (a flag per
+config field) is a screenful in front of the one line that matters. The value types here name
+the value given and what would be accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import typing
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def true_or_false(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in TRUE_WORDS:
+        return True
+    if lowered in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false ({'/'.join(TRUE_WORDS)} or {'/'.join(FALSE_WORDS)}), "
+                                     f"got {text!r}")
+
+
+def integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def integers(text: str, sep: str = ",") -> tuple[int, ...]:
+    parts = [p.strip() for p in text.split(sep)]
+    if not text.strip() or not all(p.lstrip("-").isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"expected integers separated by {sep!r}, got {text!r}")
+    return tuple(int(p) for p in parts)
+
+
+def image_size(text: str) -> int | tuple[int, ...]:
+    """``64`` or ``512x1024``."""
+    if "x" in text:
+        return integers(text, "x")
+    return integer(text)
