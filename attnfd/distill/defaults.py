@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from attnfd.config import ConfigError
-from attnfd.models.deeplabv3plus import TAPS as TAP_NAMES
+from attnfd.models.deeplabv3plus import ALL_TAPS as TAP_NAMES
 
 ANY_DATASET = "*"
 # options whose value is a "+"-joined list of taps
@@ -91,9 +91,9 @@ METHODS: dict[str, MethodDefaults] = {
     "overhaul": MethodDefaults(
         weight=1e-5,
         reduction="per tap: partial L2 summed over all elements / B; part weights 1/divider "
-        "(backbone 1, encoder 1, decoder 16)",
-        source="clovaai overhaul-distillation Segmentation: loss_distill.sum() / B * 1e-5, dividers [.., 1, 1, 16]",
-        options={"layers": "backbone+encoder+decoder"},
+        "(stage1 8, stage2 4, stage3 2, backbone 1, encoder 1, decoder 16)",
+        source="clovaai overhaul-distillation Segmentation: loss_distill.sum() / B * 1e-5, dividers [8, 4, 2, 1, 1, 16]",
+        options={"layers": "stage1+stage2+stage3+backbone+encoder+decoder"},
     ),
     "cirkd": MethodDefaults(
         weight=1.0,

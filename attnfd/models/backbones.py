@@ -174,7 +174,8 @@ def _expand_with_tap(block: nn.Module, x: torch.Tensor, pad: int) -> tuple[torch
     inp = F.pad(x, (pad, pad, pad, pad)) if pad else x
     expand = block.conv[0]
     pre = expand[1](expand[0](inp))
-    out = block.conv[1:](expand[2](pre))
+    # torchvision's ReLU6 is in place; the tap must keep the pre-activation values
+    out = block.conv[1:](F.relu6(pre))
     out = x + out if block.use_res_connect else out
     return out, (pre[..., pad:-pad, pad:-pad] if pad else pre)
 
