@@ -10,10 +10,17 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from official_reference import OfficialDeepLab
 
 from attnfd import checkpoint as ckpt
 from attnfd.config import (
-    CACHE_REVISION, RECIPES, TEACHER_CONTENT_FIELDS, ConfigError, TrainConfig, content_key, teacher_config,
+    CACHE_REVISION,
+    RECIPES,
+    TEACHER_CONTENT_FIELDS,
+    ConfigError,
+    TrainConfig,
+    content_key,
+    teacher_config,
 )
 from attnfd.distill import DISTILLERS
 from attnfd.distill.overhaul import margin_from_batchnorm, partial_l2
@@ -21,7 +28,6 @@ from attnfd.models import build_model
 from attnfd.models.convert import ConversionError, convert_file
 from attnfd.teachers import load_model
 from attnfd.trainer import Run, fit
-from official_reference import OfficialDeepLab
 
 IMAGE = 96
 
@@ -91,7 +97,7 @@ def test_each_architecture_option_is_what_makes_the_forward_official(converted, 
     model, config = load_model(path)
     paper = build_model(dataclasses.replace(config, **{field: paper_value}))
     paper.load_state_dict(model.state_dict())
-    logits, taps, post_relu, _ = our_outputs(paper, image)
+    logits, _, post_relu, _ = our_outputs(paper, image)
     errors = {k: rel_err(post_relu[k], expected[k]) for k in ("backbone", "encoder", "decoder")}
     errors["logits"] = rel_err(logits, expected["logits"])
     assert max(errors.values()) > 1e-4, errors
@@ -173,8 +179,9 @@ def save_teacher(config: TrainConfig, path) -> str:
     return str(path)
 
 
-TINY_RUN = dict(dataset="shapes", image_size=32, train_size=8, val_size=4, batch_size=4, head_channels=16,
-                backbone="resnet18", teacher_backbone="resnet18", epochs=3, lr=0.05, device="cpu")
+TINY_RUN = {"dataset": "shapes", "image_size": 32, "train_size": 8, "val_size": 4, "batch_size": 4,
+            "head_channels": 16, "backbone": "resnet18", "teacher_backbone": "resnet18", "epochs": 3, "lr": 0.05,
+            "device": "cpu"}
 
 
 def test_official_loss_is_batch_averaged_ce_plus_attn_lambda_times_sum_over_b(tmp_path):
