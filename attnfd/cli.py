@@ -1,4 +1,4 @@
-"""``attnfd train``, ``attnfd evaluate`` and ``attnfd data check``.
+"""``attnfd train``, ``attnfd evaluate``, ``attnfd convert`` and ``attnfd data check``.
 
 Every field of ``TrainConfig`` is a flag of ``attnfd train`` (``--alpha-schedule cosine``);
 unset flags take the data set's recipe. Bad input ends the program with one line on stderr
@@ -28,6 +28,8 @@ HELP = {
     "teacher_gate": "learned (paper), parameter_free or untrained (official code)",
     "norm": "channel (paper eq. 5) or tensor (official code)",
     "tap_relu": "pre (paper) or post (official code for encoder and decoder)",
+    "recipe": "paper (default) or official: the official AttnFD code's choices, each its own field "
+              "(docs_official_recipe.md); fields given by flag win",
     "out_dir": "where the checkpoint and model.pt go (default: runs/<role>-<backbone>-<dataset>)",
     "resume": "a checkpoint folder or state.pt to continue from",
     "teacher_checkpoint": "a teacher model.pt to use instead of the cached one",
@@ -140,6 +142,32 @@ def _data(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+def _convert_parser(sub) -> None:
+    conv = sub.add_parser("convert", help="turn a checkpoint in another code's layout into an attnfd model.pt",
+                          description="Map a checkpoint of the official AttnFD code (DeepLab with backbone., aspp., "
+                                      "decoder. and its CBAMs; also clovaai/overhaul-distillation's Segmentation "
+                                      "layout) into a model.pt for --teacher-checkpoint or attnfd evaluate. "
+                                      "ResNet-18/34/50/101 and MobileNetV2 backbones.")
+    conv.add_argument("path", help="the checkpoint (.pth / .pth.tar, {'state_dict': ...} or a bare state dict)")
+    conv.add_argument("--from", dest="layout", required=True, choices=("official",), help="the key layout")
+    conv.add_argument("--out", default=None, help="output model.pt or folder (default: beside PATH, <name>.model.pt)")
+    conv.add_argument("--dataset", default=None, help="voc or cityscapes (default: from the number of classes)")
+    conv.add_argument("--output-stride", type=int, default=16, choices=(8, 16))
+    conv.add_argument("--role", default="teacher", choices=("teacher", "student"))
+
+
+def _convert(args: argparse.Namespace) -> None:
+    from attnfd.models.convert import ConversionError, convert_file
+
+    out = args.out or str(Path(args.path).with_name(Path(args.path).name.split(".")[0] + ".model.pt"))
+    try:
+        written = convert_file(args.layout, args.path, out, dataset=args.dataset,
+                               output_stride=args.output_stride, role=args.role)
+    except ConversionError as err:
+        _fail(str(err))
+    print(f"model written to {written}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="attnfd", description="Attention-guided feature distillation for segmentation")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,9 +178,10 @@ def main(argv: list[str] | None = None) -> None:
     ev.add_argument("--data-root", default=None, help="override the data root stored with the model")
     ev.add_argument("--device", default="auto")
     _data_parser(sub)
+    _convert_parser(sub)
     args = parser.parse_args(argv)
     try:
-        {"train": _train, "evaluate": _evaluate, "data": _data}[args.command](args)
+        {"train": _train, "evaluate": _evaluate, "data": _data, "convert": _convert}[args.command](args)
     except (ConfigError, FileNotFoundError) as err:
         _fail(str(err))
     except KeyboardInterrupt:

@@ -284,3 +284,15 @@ def test_attnfd_on_a_stage_tap_and_the_learned_gate_refusing_it():
     assert set(d.connectors) == {"stage3", "decoder"}
     with pytest.raises(ConfigError, match="no gates on stage3"):
         DISTILLERS["attnfd"](build_model(config), teacher, dataclasses.replace(config, teacher_gate="learned"))
+
+
+def test_attnfd_convert_command_writes_a_model_that_evaluates(tmp_path):
+    from attnfd.cli import main
+
+    source = tmp_path / "teacher-pascal.pth.tar"
+    torch.save({"state_dict": OfficialDeepLab("resnet18").state_dict()}, source)
+    main(["convert", "--from", "official", str(source), "--out", str(tmp_path / "out")])
+    model, config = load_model(tmp_path / "out" / "model.pt")
+    assert config.backbone == "resnet18" and config.recipe == "official" and model.gates is not None
+    with pytest.raises(SystemExit):
+        main(["convert", "--from", "official", str(tmp_path / "missing.pth")])

@@ -165,6 +165,9 @@ def search_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--alpha-range", default="0.1:30", help="alpha's log-uniform range, LOW:HIGH")
     parser.add_argument("--search", default="", help="more dimensions to search: teacher_gate, norm, tap_relu, method")
     parser.add_argument("--no-asha", action="store_true", help="run every trial to its last epoch")
+    parser.add_argument("--taps", default="backbone,encoder,decoder",
+                        help="the taps whose subsets are tried: the paper's backbone,encoder,decoder (default) plus any of "
+                             "stage1,stage2,stage3 (the backbone's earlier stages)")
     args = parser.parse_args(argv)
 
     def make_spec():
@@ -174,7 +177,8 @@ def search_main(argv: list[str] | None = None) -> None:
         alpha_range = _floats(args.alpha_range)
         if len(alpha_range) != 2:
             raise ConfigError(f"--alpha-range takes LOW:HIGH, got {args.alpha_range!r}")
-        space = SearchSpace(alpha_range=tuple(alpha_range), extra=tuple(_names(args.search)))
+        space = SearchSpace(alpha_range=tuple(alpha_range), extra=tuple(_names(args.search)),
+                            taps=tuple(_names(args.taps)))
         storage = _storage(args)
         base = {**_base(args), "backbone": args.student, "distill": "attnfd", "role": "student"}
         name = _study_name(args, storage, "search", f"search-{args.dataset}-{args.student}")
@@ -199,6 +203,9 @@ def ablation_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layer-subsets", default="backbone,encoder,decoder",
                         help="alpha protocol: the layer subsets, separated by ';' (e.g. 'encoder;encoder,decoder')")
     parser.add_argument("--methods", default=None, help="methods protocol: the methods (default: every registered)")
+    parser.add_argument("--taps", default="backbone,encoder,decoder",
+                        help="layers protocol: the taps whose subsets are tried: the paper's backbone,encoder,decoder (default) plus any of "
+                             "stage1,stage2,stage3 (the backbone's earlier stages)")
     args = parser.parse_args(argv)
 
     def make_spec():
@@ -209,7 +216,7 @@ def ablation_main(argv: list[str] | None = None) -> None:
             raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
         cells = protocol_cells(args.protocol, _names(args.students), alphas=_floats(args.alphas),
                                layer_subsets=[s.strip() for s in args.layer_subsets.split(";") if s.strip()],
-                               methods=_names(args.methods) if args.methods else None)
+                               methods=_names(args.methods) if args.methods else None, taps=tuple(_names(args.taps)))
         storage = _storage(args)
         base = {**_base(args), "role": "student"}
         name = _study_name(args, storage, args.protocol, f"{args.protocol}-{args.dataset}")
