@@ -78,14 +78,16 @@ METHODS: dict[str, MethodDefaults] = {
     "sp": MethodDefaults(
         weight=3000.0,
         reduction="per tap: squared Frobenius distance of row-normalised B x B Gram matrices / B^2",
-        source="Tung & Mori; RepDistiller/ICKD SP.py, beta 3000 (classification: no segmentation recipe published)",
+        source="Tung & Mori; RepDistiller/ICKD SP.py (L2 rows; torchdistill SPKDLoss uses L1), beta 3000 "
+        "(classification: no segmentation recipe published)",
         options={"layers": "encoder", "relu": True},
     ),
     "ickd": MethodDefaults(
         weight=2.5,
         reduction="per tap: sum of squared differences of row-normalised C x C channel Gram matrices / (C*B), "
         "averaged over grid cells",
-        source="ICKD Cifar100/distiller_zoo/ICKD.py and train_student.sh -b 2.5 (no segmentation training code released)",
+        source="ICKD Cifar100/distiller_zoo/ICKD.py; -b 2.5 from the README and scripts/run_cifar_distill.sh "
+        "(train_student.sh now says -b 4); no segmentation training code released",
         options={"layers": "backbone", "relu": True, "grid": 1},
     ),
     "overhaul": MethodDefaults(
