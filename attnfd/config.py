@@ -197,6 +197,12 @@ class TrainConfig:
         if self.recipe not in RECIPES:
             raise ConfigError(f"recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
         c = dataclasses.replace(self)
+        defaults = {f.name: f.default for f in fields(TrainConfig)}
+        bundle = RECIPES[c.recipe]
+        if bundle and all(getattr(c, k) == defaults[k] for k in bundle):
+            # built directly, not through from_dict: the bundle was never filled in
+            for key, value in bundle.items():
+                setattr(c, key, value)
         alpha_unset = c.alpha is None
         for key, value in {**PRESETS[c.dataset], **RECIPE_PRESETS.get(c.recipe, {})}.items():
             if getattr(c, key) is None:

@@ -296,3 +296,22 @@ def test_attnfd_convert_command_writes_a_model_that_evaluates(tmp_path):
     assert config.backbone == "resnet18" and config.recipe == "official" and model.gates is not None
     with pytest.raises(SystemExit):
         main(["convert", "--from", "official", str(tmp_path / "missing.pth")])
+
+
+def test_a_config_built_directly_with_recipe_official_gets_the_bundle():
+    config = TrainConfig(recipe="official").resolved()
+    assert config.multi_grid and config.connector_schedule == "first_epoch" and config.norm == "tensor"
+    assert TrainConfig().resolved().multi_grid is False
+
+
+def test_voc_train_split_train_leaves_sbd_out(tmp_path):
+    from attnfd.data import build_dataset
+    from attnfd.data.miniature import write_voc
+
+    ids = write_voc(tmp_path, train=3, val=2, sbd="mat", sbd_only=4)
+    base = {"dataset": "voc", "data_root": str(tmp_path), "image_size": 32}
+    aug = build_dataset(TrainConfig.from_dict(base), "train")
+    plain = build_dataset(TrainConfig.from_dict({**base, "recipe": "official"}), "train")
+    assert sorted(s.id for s in aug.samples) == sorted(ids["train"] + ids["sbd_only"])
+    assert [s.id for s in plain.samples] == ids["train"]
+    assert len(build_dataset(TrainConfig.from_dict({**base, "voc_train_split": "train"}), "val")) == 2

@@ -55,3 +55,14 @@ def test_stage_taps_enter_the_layer_ablation_and_the_search_only_when_asked():
     plain = Trial()
     SearchSpace()(plain)
     assert tuple(plain.choices["layers"]) == LAYER_SUBSETS
+
+
+def test_layer_table_gets_a_column_for_a_distilled_stage_tap(tmp_path):
+    curve = [(0.50, 0.8, None, 1.0)]
+    trials = [trial("t0", curve), trial("t1", curve, distill="attnfd", layers="stage3,decoder"),
+              trial("t2", curve, distill="attnfd", layers="decoder")]
+    write_study(tmp_path, "s", trials, protocol="layers", seeds=1, class_names=CLASSES)
+    table = analyse(load_study(tmp_path / "s")).tables[0]
+    assert table.header[:5] == ["Student", "Stage3", "Backbone", "Encoder", "Decoder"]
+    marks = {tuple(row[1:5]) for row in table.body}
+    assert ("✓", "", "", "✓") in marks and ("", "", "", "✓") in marks and ("n/a",) * 4 in marks

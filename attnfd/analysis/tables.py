@@ -32,6 +32,8 @@ from attnfd.analysis.stats import Summary, format_p, summarise, welch_p
 METRICS = ("miou", "pixel_acc")
 METRIC_TITLES = {"miou": "val mIoU (%)", "pixel_acc": "val Accuracy (%)"}
 TAP_ORDER = ("backbone", "encoder", "decoder")
+# the backbone's earlier stages get columns only in a study that distilled one (--taps)
+STAGE_ORDER = ("stage1", "stage2", "stage3")
 # Table 1's order in the paper (AttnFD last); other methods sort by name before AttnFD
 METHOD_ORDER = ("kd", "at", "sp", "ickd", "overhaul", "distkd", "dist", "cirkd", "lad", "aicsd", "pfs")
 CHECK = "✓"
@@ -304,11 +306,16 @@ def when_failed(trial: dict) -> str:
     return f"after epoch {done}" if done else "before its first epoch"
 
 
-def _tap_marks(row: Row) -> list[str]:
+def _used_stages(rows: list[Row]) -> list[str]:
+    used = {t for row in rows if not row.is_base for t in str(row.config.get("layers") or "").split(",")}
+    return [t for t in STAGE_ORDER if t in used]
+
+
+def _tap_marks(row: Row, order: tuple[str, ...] = TAP_ORDER) -> list[str]:
     if row.is_base:
-        return ["n/a"] * len(TAP_ORDER)
+        return ["n/a"] * len(order)
     taps = str(row.config.get("layers") or "").split(",")
-    return [CHECK if t in taps else "" for t in TAP_ORDER]
+    return [CHECK if t in taps else "" for t in order]
 
 
 def _student(row: Row) -> str:
@@ -381,8 +388,9 @@ def protocol_table(study: Study, protocol: str | None = None, rows: list[Row] | 
         protocol = "search"
     rows = build_rows(study) if rows is None else rows
     name, title = PROTOCOL_TABLES[protocol]
+    stages = _used_stages(rows) if protocol == "layers" else []
     if protocol == "layers":
-        dedicated, lead = ("layers",), ["Student", "Backbone", "Encoder", "Decoder"]
+        dedicated, lead = ("layers",), ["Student", *(t.capitalize() for t in stages), "Backbone", "Encoder", "Decoder"]
     elif protocol == "methods":
         dedicated, lead = ("distill",), ["Student", "Method"]
     elif protocol == "alpha":
@@ -400,7 +408,7 @@ def protocol_table(study: Study, protocol: str | None = None, rows: list[Row] | 
             table.rule_before.add(len(table.body))
         previous = row.block
         if protocol == "layers":
-            cells = [_student(row)] + _tap_marks(row)
+            cells = [_student(row)] + _tap_marks(row, (*stages, *TAP_ORDER))
         elif protocol == "methods":
             cells = [_student(row), _method(row)]
         elif protocol == "alpha":

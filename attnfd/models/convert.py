@@ -116,15 +116,14 @@ def _cbam(state: dict[str, torch.Tensor], owner: str) -> dict[str, torch.Tensor]
     mean, var = state[p + "SpatialGate.spatial.bn.running_mean"].double(), state[p + "SpatialGate.spatial.bn.running_var"].double()
     # the official CBAM's BatchNorm keeps nn.BatchNorm2d's default eps
     scale = gamma / torch.sqrt(var + 1e-5)
-    dtype = conv.dtype if conv.dtype.is_floating_point else torch.float32
     return {
         "channel_gate.mlp.0.weight": w1[:, :, None, None].clone(),
         "channel_gate.mlp.0.bias": state[p + "ChannelGate.mlp.1.bias"].clone(),
         "channel_gate.mlp.2.weight": w2[:, :, None, None].clone(),
         "channel_gate.mlp.2.bias": state[p + "ChannelGate.mlp.3.bias"].clone(),
         # official channel pool is [max, mean]; attnfd's is [mean, max]
-        "spatial_gate.conv.weight": (conv * scale.view(-1, 1, 1, 1))[:, [1, 0]].to(torch.float32).to(dtype),
-        "spatial_gate.conv.bias": (beta - mean * scale).to(torch.float32),
+        "spatial_gate.conv.weight": (conv * scale.view(-1, 1, 1, 1))[:, [1, 0]].float(),
+        "spatial_gate.conv.bias": (beta - mean * scale).float(),
     }
 
 
