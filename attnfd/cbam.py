@@ -3,7 +3,10 @@
 ``CBAM`` is the learnable module: a channel gate (avg- and max-pooled descriptors through a
 shared MLP with reduction 16, summed, sigmoid) followed by a spatial gate (channel-wise avg
 and max maps, 7x7 conv, sigmoid). The paper's eq. 4 has no normalisation in the spatial
-gate, so there is none here (the official code adds a BatchNorm after the 7x7 conv).
+gate, so there is none here. The official code (AmirMansurian/AttnFD ``cbam.py``) stacks the
+pooled maps as [max, mean], uses ``nn.Linear`` layers for the MLP, and follows its bias-free
+7x7 conv with a BatchNorm; ``attnfd.models.convert`` maps its weights here (BN folded into
+the conv, exact in eval mode).
 
 ``ParameterFreeCBAM`` is the official code's "teacher" mode: no MLP (the pooled
 descriptors are summed directly) and a spatial gate from the sum of the channel-wise max and

@@ -1,4 +1,4 @@
-"""``attnfd train``, ``attnfd evaluate`` and ``attnfd data check``.
+"""``attnfd train``, ``attnfd evaluate``, ``attnfd convert`` and ``attnfd data check``.
 
 Every field of ``TrainConfig`` is a flag of ``attnfd train`` (``--alpha-schedule cosine``);
 unset flags take the data set's recipe. Bad input ends the program with one line on stderr
@@ -32,6 +32,19 @@ HELP = {
     "teacher_gate": "learned (paper), parameter_free or untrained (official code)",
     "norm": "channel (paper eq. 5) or tensor (official code)",
     "tap_relu": "pre (paper) or post (official code for encoder and decoder)",
+    "recipe": "paper (default) or official: the official AttnFD code's choices, each its own field "
+              "(docs_official_recipe.md); fields given by flag win",
+    "multi_grid": "true: a Bottleneck ResNet's layer4 dilates 1x, 2x, 4x (official code); false (default)",
+    "mobilenet_dilation": "stage (default: features[14:18] dilated) or last_block (official: only the last block)",
+    "fixed_padding": "true: MobileNetV2 blocks pad their input explicitly, as the official code",
+    "align_corners": "bilinear upsampling with align_corners (official: true; default false)",
+    "tap_gates_inline": "false: tap CBAMs held beside the forward path, not in it (official layout)",
+    "ce_batch_average": "true: cross-entropy divided once more by the batch size (official code)",
+    "lr_batch_reference": "scale lr by batch_size / this (official: 6 images per GPU)",
+    "connector_schedule": "joint (default) or first_epoch (official: connectors alone in epoch 0, frozen after)",
+    "teacher_mode": "eval (default) or train (official: BN batch statistics, dropout active)",
+    "train_student_channel_mlp": "false: the student CBAMs' channel MLP stays at its init (official code)",
+    "voc_train_split": "train_aug (default: VOC train + SBD when found) or train (official: 1,464 images)",
     "out_dir": "where the checkpoint and model.pt go (default: runs/<role>-<backbone>-<dataset>[-<method>]-<hash of "
                "the config>); a folder that holds a run needs --resume or --overwrite",
     "resume": "what to continue from: a state.pt, a run folder, or a study trial's folder (its newest checkpoint)",
@@ -220,6 +233,32 @@ def _data(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+def _convert_parser(sub) -> None:
+    conv = sub.add_parser("convert", help="turn a checkpoint in another code's layout into an attnfd model.pt",
+                          description="Map a checkpoint of the official AttnFD code (DeepLab with backbone., aspp., "
+                                      "decoder. and its CBAMs; also clovaai/overhaul-distillation's Segmentation "
+                                      "layout) into a model.pt for --teacher-checkpoint or attnfd evaluate. "
+                                      "ResNet-18/34/50/101 and MobileNetV2 backbones.")
+    conv.add_argument("path", help="the checkpoint (.pth / .pth.tar, {'state_dict': ...} or a bare state dict)")
+    conv.add_argument("--from", dest="layout", required=True, choices=("official",), help="the key layout")
+    conv.add_argument("--out", default=None, help="output model.pt or folder (default: beside PATH, <name>.model.pt)")
+    conv.add_argument("--dataset", default=None, help="voc or cityscapes (default: from the number of classes)")
+    conv.add_argument("--output-stride", type=int, default=16, choices=(8, 16))
+    conv.add_argument("--role", default="teacher", choices=("teacher", "student"))
+
+
+def _convert(args: argparse.Namespace) -> None:
+    from attnfd.models.convert import ConversionError, convert_file
+
+    out = args.out or str(Path(args.path).with_name(Path(args.path).name.split(".")[0] + ".model.pt"))
+    try:
+        written = convert_file(args.layout, args.path, out, dataset=args.dataset,
+                               output_stride=args.output_stride, role=args.role)
+    except ConversionError as err:
+        _fail(str(err))
+    print(f"model written to {written}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = OneLineParser(prog="attnfd", description="Attention-guided feature distillation for segmentation")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -231,9 +270,10 @@ def main(argv: list[str] | None = None) -> None:
     ev.add_argument("--data-root", default=None, help="override the data root stored with the model")
     ev.add_argument("--device", default="auto")
     _data_parser(sub)
+    _convert_parser(sub)
     args = parser.parse_args(argv)
     try:
-        {"train": _train, "evaluate": _evaluate, "data": _data}[args.command](args)
+        {"train": _train, "evaluate": _evaluate, "data": _data, "convert": _convert}[args.command](args)
     except (ConfigError, FileNotFoundError) as err:
         _fail(str(err))
     except KeyboardInterrupt:

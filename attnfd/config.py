@@ -3,6 +3,12 @@
 Fields left at ``None`` take the data set's recipe from ``PRESETS`` (the paper's for VOC and
 Cityscapes, a short CPU recipe for ``shapes``). ``TrainConfig.from_dict`` rejects unknown
 keys and bad values with one line that names the field.
+
+``recipe`` names a bundle of plain field values (``RECIPES``): ``paper`` (the default, no
+change) or ``official``, the choices of the official AttnFD code (AmirMansurian/AttnFD). The
+bundle fills the fields the caller did not give, in ``from_dict``, so any one choice can be
+set back (``recipe=official, align_corners=False``) to ablate it; each choice is read where
+it acts (the models, the trainer's loss and optimiser, the distiller, the data set).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from attnfd.names import BACKBONES, TAPS
+from attnfd.names import ALL_TAPS, BACKBONES, TAPS
 
 
 class ConfigError(ValueError):
@@ -54,28 +60,61 @@ TEACHER_GATES = ("learned", "parameter_free", "untrained")
 NORMS = ("channel", "tensor")
 TAP_RELUS = ("pre", "post")
 LR_SCHEDULES = ("cosine", "poly")
+MOBILENET_DILATIONS = ("stage", "last_block")
+CONNECTOR_SCHEDULES = ("joint", "first_epoch")
+TEACHER_MODES = ("eval", "train")
+VOC_TRAIN_SPLITS = ("train_aug", "train")
+
+# named bundles of field values; the fields a caller sets win over the bundle
+RECIPES: dict[str, dict[str, Any]] = {
+    "paper": {},
+    # the official code (AmirMansurian/AttnFD on jfzhang95/pytorch-deeplab-xception), each
+    # value with the file it comes from (docs_official_recipe.md has the list)
+    "official": {
+        "multi_grid": True,  # modeling/backbone/resnet.py _make_MG_unit, blocks [1, 2, 4]
+        "mobilenet_dilation": "last_block",  # modeling/backbone/mobilenet.py MobileNetV2.__init__
+        "fixed_padding": True,  # modeling/backbone/mobilenet.py fixed_padding
+        "align_corners": True,  # modeling/aspp.py, decoder.py, deeplab.py
+        "tap_gates_inline": False,  # CBAMs beside the network: forward() never calls them
+        "ce_batch_average": True,  # utils/loss.py SegmentationLosses(batch_average=True)
+        "norm": "tensor",  # distiller.py: x / torch.norm(x), .pow(2).sum() / b
+        "tap_relu": "post",  # modeling/aspp.py and decoder.py extract_feature
+        "teacher_gate": "untrained",  # cbam.py: every CBAM is model='student', never optimised
+        "lr_schedule": "poly",  # utils/lr_scheduler.py, per iteration
+        "lr_batch_reference": 6,  # train_kd.py: lr / (6 * len(gpu_ids)) * batch_size
+        "nesterov": True,  # README: --nesterov
+        "connector_schedule": "first_epoch",  # train_kd.py: init_optimizer in epoch 0 only
+        "teacher_mode": "train",  # train_kd.py: t_net.train()
+        "train_student_channel_mlp": False,  # modeling/deeplab.py get_1x/10x_lr_params: Conv2d/BN only
+        "voc_train_split": "train",  # dataloaders/__init__.py without SBD: 1,464 images
+    },
+}
+# recipe values that replace a data set's preset (used only where the field is unset)
+RECIPE_PRESETS: dict[str, dict[str, Any]] = {
+    "official": {"alpha": 2.0},  # train_kd.py --attn_lambda 2 (README)
+}
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # short CPU recipe (~3 min for a plain ResNet-18 on 2 cores). Each epoch is 2048 new
-    # scenes. The teacher gets 4x the student's steps, trained once and cached (with the
-    # previous init, a from-scratch ResNet-101 did worse than the students in an equal
-    # budget; with zero-initialised residuals that was not re-measured). The head learns at
-    # the backbone's rate: the paper's 10x suits a pretrained backbone; from scratch, with a
-    # higher base rate, it sent the models to predicting background only
+    # the embedded benchmark on 2 CPU cores (README, "The embedded benchmark"): each epoch is
+    # 2048 new scenes; a student trains for 2 epochs (~45 s alone, ~80 s distilled from the
+    # ResNet-101), the teacher for 5 (~7 min), once, then cached. The gap between them is
+    # budget as much as capacity: from scratch, per image seen, the ResNet-101 learnt this
+    # task no faster than the ResNet-18. The head learns at the backbone's rate: the paper's
+    # 10x suits a pretrained backbone; from scratch it sent the models to background only
     "shapes": dict(
-        image_size=64, train_size=2048, val_size=256, output_stride=16, head_channels=128,
-        aspp_rates=(1, 2, 3), epochs=4, teacher_epochs=16, batch_size=8, lr=0.02,
+        image_size=48, train_size=2048, val_size=256, output_stride=16, head_channels=64,
+        aspp_rates=(1, 2, 3), epochs=2, teacher_backbone="resnet50", teacher_epochs=8, batch_size=16, lr=0.1,
         weight_decay=1e-4, alpha=1.0, workers=0, head_lr_mult=1.0,
     ),
     # the paper's recipes (section 4.2) and the official code's weight decay
     "voc": dict(
         image_size=513, output_stride=16, head_channels=256, aspp_rates=(6, 12, 18), epochs=120,
-        teacher_epochs=120, batch_size=6, lr=0.007, weight_decay=5e-4, alpha=1.0, workers=4,
+        teacher_backbone="resnet101", teacher_epochs=120, batch_size=6, lr=0.007, weight_decay=5e-4, alpha=1.0, workers=4,
         head_lr_mult=10.0,
     ),
     "cityscapes": dict(
         image_size=(512, 1024), output_stride=16, head_channels=256, aspp_rates=(6, 12, 18),
-        epochs=50, teacher_epochs=50, batch_size=4, lr=0.01, weight_decay=5e-4, alpha=10.0, workers=4,
+        epochs=50, teacher_backbone="resnet101", teacher_epochs=50, batch_size=4, lr=0.01, weight_decay=5e-4, alpha=10.0, workers=4,
         head_lr_mult=10.0,
     ),
 }
@@ -87,7 +126,8 @@ class TrainConfig:
     dataset: str = "shapes"
     data_root: str | None = None
     backbone: str | None = None
-    teacher_backbone: str = "resnet101"
+    # the data set's recipe: resnet101 (the paper) for voc and cityscapes, resnet50 for shapes
+    teacher_backbone: str | None = None
     backbone_weights: str | None = None
     teacher_backbone_weights: str | None = None
     output_stride: int | None = None
@@ -128,6 +168,29 @@ class TrainConfig:
     resume: str | None = None
     # the model carries a CBAM on each tap in its forward path (a teacher for teacher_gate=learned)
     tap_gates: bool = False
+    # a bundle of the values below (RECIPES); "paper" changes nothing
+    recipe: str = "paper"
+    # architecture (attnfd/models): Bottleneck ResNet layer4 as a multi-grid unit (1, 2, 4);
+    # MobileNetV2 dilated by the official rule and padded explicitly; bilinear align_corners;
+    # tap gates held beside the forward path instead of in it
+    multi_grid: bool = False
+    mobilenet_dilation: str = "stage"
+    fixed_padding: bool = False
+    align_corners: bool = False
+    tap_gates_inline: bool = True
+    # loss scale (trainer): cross-entropy divided once more by the batch size
+    ce_batch_average: bool = False
+    # lr multiplied by batch_size / lr_batch_reference (the official code's 6 images per GPU)
+    lr_batch_reference: int | None = None
+    # joint: connectors train with the student all along; first_epoch: epoch 0 trains only the
+    # connectors, which are frozen from then on
+    connector_schedule: str = "joint"
+    # eval: the teacher frozen in eval mode; train: BN batch statistics and active dropout
+    teacher_mode: str = "eval"
+    # the student CBAMs' channel MLP is optimised (the official code leaves it at its init)
+    train_student_channel_mlp: bool = True
+    # voc: train_aug (VOC train + SBD when SBD is found) or train (the 1,464 VOC images)
+    voc_train_split: str = "train_aug"
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None = None) -> TrainConfig:
@@ -136,7 +199,10 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
-        return cls(**values).resolved()
+        recipe = values.get("recipe", "paper")
+        if recipe not in RECIPES:
+            raise ConfigError(f"recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
+        return cls(**{**RECIPES[recipe], **values}).resolved()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -155,9 +221,17 @@ class TrainConfig:
         """Fill the data set's recipe into unset fields, normalise types, and validate."""
         if self.dataset not in PRESETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(PRESETS)}")
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
         c = dataclasses.replace(self)
+        defaults = {f.name: f.default for f in fields(TrainConfig)}
+        bundle = RECIPES[c.recipe]
+        if bundle and all(getattr(c, k) == defaults[k] for k in bundle):
+            # built directly, not through from_dict: the bundle was never filled in
+            for key, value in bundle.items():
+                setattr(c, key, value)
         alpha_unset = c.alpha is None
-        for key, value in PRESETS[c.dataset].items():
+        for key, value in {**PRESETS[c.dataset], **RECIPE_PRESETS.get(c.recipe, {})}.items():
             if getattr(c, key) is None:
                 setattr(c, key, value)
         if c.backbone is None:
@@ -200,8 +274,8 @@ class TrainConfig:
             check(value in BACKBONES, f"unknown {name} {value!r}; choose one of {', '.join(BACKBONES)}")
         check(self.output_stride in (8, 16), f"output_stride must be 8 or 16, got {self.output_stride}")
         check(len(self.layers) > 0, "layers must name at least one of backbone, encoder, decoder")
-        bad = [t for t in self.layers if t not in TAPS]
-        check(not bad, f"unknown layer(s) {', '.join(bad)}; choose from {', '.join(TAPS)}")
+        bad = [t for t in self.layers if t not in ALL_TAPS]
+        check(not bad, f"unknown layer(s) {', '.join(bad)}; choose from {', '.join(ALL_TAPS)}")
         check(len(set(self.layers)) == len(self.layers), f"layers repeats a name: {','.join(self.layers)}")
         check(self.alpha >= 0, f"alpha must be >= 0, got {self.alpha}")
         check(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
@@ -225,6 +299,12 @@ class TrainConfig:
         check(self.norm in NORMS, f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
         check(self.tap_relu in TAP_RELUS, f"tap_relu must be pre or post, got {self.tap_relu!r}")
         check(self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be cosine or poly, got {self.lr_schedule!r}")
+        for name, choices in (("mobilenet_dilation", MOBILENET_DILATIONS), ("connector_schedule", CONNECTOR_SCHEDULES),
+                              ("teacher_mode", TEACHER_MODES), ("voc_train_split", VOC_TRAIN_SPLITS)):
+            value = getattr(self, name)
+            check(value in choices, f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        check(self.lr_batch_reference is None or int(self.lr_batch_reference) >= 1,
+              f"lr_batch_reference must be >= 1, got {self.lr_batch_reference}")
         for name in ("epochs", "teacher_epochs", "batch_size", "eval_every", "head_channels"):
             check(int(getattr(self, name)) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         # BatchNorm in the ASPP pooling branch cannot train on one image
@@ -251,19 +331,34 @@ class TrainConfig:
                 raise ConfigError(str(err)) from None
             parse_options(self.distill_options)
 
+    @property
+    def base_lr(self) -> float:
+        """The learning rate the optimiser starts from: ``lr``, times batch_size /
+        lr_batch_reference when that is set (the official code's linear scaling)."""
+        if self.lr_batch_reference:
+            return self.lr * self.batch_size / self.lr_batch_reference
+        return self.lr
+
     def resolve_cache_dir(self) -> Path:
         return Path(self.cache_dir or os.environ.get("ATTNFD_CACHE") or Path.home() / ".cache" / "attnfd")
 
 
 # bumped whenever code changes what a teacher trained on the same config would learn
-# (2: shapes with plain distractors and fresh scenes per epoch, zero-initialised residuals)
-CACHE_REVISION = 2
+# (2: shapes with plain distractors and fresh scenes per epoch, zero-initialised residuals;
+# 3: shapes whose classes are the surface an object lies on)
+CACHE_REVISION = 3
 
 # fields that say how a teacher is made; two configs equal on these share one teacher
 TEACHER_CONTENT_FIELDS = (
     "dataset", "data_root", "backbone", "backbone_weights", "output_stride", "head_channels", "aspp_rates",
     "image_size", "train_size", "val_size", "data_seed", "epochs", "batch_size", "lr", "momentum",
     "nesterov", "weight_decay", "head_lr_mult", "lr_schedule", "seed", "tap_gates",
+)
+# fields added after teachers were cached: they enter the key only when they differ from their
+# default, so every teacher cached before them keeps its key (and is reused)
+TEACHER_OPTIONAL_FIELDS = (
+    "multi_grid", "mobilenet_dilation", "fixed_padding", "align_corners", "tap_gates_inline", "ce_batch_average",
+    "lr_batch_reference", "voc_train_split",
 )
 
 
@@ -278,7 +373,8 @@ def teacher_config(student: TrainConfig) -> TrainConfig:
         batch_size=student.batch_size, lr=student.lr, momentum=student.momentum, nesterov=student.nesterov,
         weight_decay=student.weight_decay, head_lr_mult=student.head_lr_mult, lr_schedule=student.lr_schedule,
         eval_every=student.eval_every, seed=student.teacher_seed, workers=student.workers, device=student.device,
-        amp=student.amp, cache_dir=student.cache_dir,
+        amp=student.amp, cache_dir=student.cache_dir, recipe=student.recipe,
+        **{name: getattr(student, name) for name in TEACHER_OPTIONAL_FIELDS},
         # always with CBAMs in its forward path: the learned gate needs them, the other gate
         # options read the raw taps, so one teacher serves a whole study over teacher_gate
         tap_gates=True,
@@ -288,6 +384,9 @@ def teacher_config(student: TrainConfig) -> TrainConfig:
 def content_key(config: TrainConfig) -> str:
     """A digest of what determines a trained teacher: architecture, data set and recipe."""
     content = {name: getattr(config, name) for name in TEACHER_CONTENT_FIELDS}
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    content.update({name: getattr(config, name) for name in TEACHER_OPTIONAL_FIELDS
+                    if getattr(config, name) != defaults[name]})
     # a teacher cached before a change to the generator or to model init must not be reused
     content["revision"] = CACHE_REVISION
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -6,3 +6,6 @@ reported) before torch is imported; ``attnfd.models`` builds exactly these.
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v2")
 TAPS = ("backbone", "encoder", "decoder")
+# ResNet layer1-3 (MobileNetV2's matching expansions), taken only when a run asks for them
+STAGE_TAPS = ("stage1", "stage2", "stage3")
+ALL_TAPS = (*STAGE_TAPS, *TAPS)

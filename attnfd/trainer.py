@@ -5,6 +5,15 @@ with momentum, weight decay, the head (ASPP, decoder, classifier, distiller modu
 the backbone's learning rate, a per-iteration cosine (or poly) schedule, cross-entropy with
 255 ignored, and single-scale evaluation on the whole validation split.
 
+The official AttnFD code's training choices are config fields read here (``recipe=official``
+sets them all): ``ce_batch_average`` (CE divided once more by the batch size, as
+``SegmentationLosses(batch_average=True)``), ``lr_batch_reference`` (``config.base_lr``),
+``connector_schedule=first_epoch`` (epoch 0 optimises only the distillers' connectors, with
+the backbone group's learning rate, as the official scheduler overwrites its single group;
+from epoch 1 the connectors are frozen, their BN statistics still updating) and
+``teacher_mode=train`` (the teacher's BN uses batch statistics and its dropout is active; its
+forward stays without gradients, which changes no number).
+
 After each epoch the run's whole state is written to ``<out_dir>/checkpoint`` and
 ``report(metrics, checkpoint_dir)`` is called; ``config.resume`` pointing at such a folder
 continues the run as if it had never stopped.
@@ -14,8 +23,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,7 +41,7 @@ from attnfd.config import ConfigError, TrainConfig
 from attnfd.data import build_dataset, check_data
 from attnfd.distill import build_distillers
 from attnfd.metrics import IGNORE_INDEX, ConfusionMatrix
-from attnfd.models import build_model
+from attnfd.models import STAGE_TAPS, build_model
 from attnfd.progress import ProgressLog
 from attnfd.schedules import alpha_at, lr_factor
 from attnfd.teachers import load_model, prepare_teacher
@@ -81,14 +92,38 @@ def _loader(dataset, config: TrainConfig, device: torch.device, train: bool) -> 
     )
 
 
-def _optimizer(config: TrainConfig, model: nn.Module, distillers: nn.ModuleDict) -> torch.optim.Optimizer:
+def _optimizer(config: TrainConfig, model: nn.Module, distillers: nn.ModuleDict,
+               exclude: set[int] = frozenset()) -> torch.optim.Optimizer:
     backbone = [p for p in model.backbone.parameters() if p.requires_grad]
     head = [p for p in model.head_parameters() if p.requires_grad]
-    head += [p for p in distillers.parameters() if p.requires_grad]
-    groups = [{"params": backbone, "lr": config.lr}, {"params": head, "lr": config.lr * config.head_lr_mult}]
+    head += [p for p in distillers.parameters() if p.requires_grad and id(p) not in exclude]
+    lr = config.base_lr
+    groups = [{"params": backbone, "lr": lr}, {"params": head, "lr": lr * config.head_lr_mult}]
     return torch.optim.SGD(
-        groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay
+        groups, lr=lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay
     )
+
+
+def _names_stage_taps(config: TrainConfig) -> bool:
+    return any(t in config.layers or t in (config.distill_options or "") for t in STAGE_TAPS)
+
+
+def connector_parameters(distillers: nn.ModuleDict) -> list[nn.Parameter]:
+    """The distillers' connectors (``connectors`` of AttnFD, Overhaul, ...), what
+    ``connector_schedule=first_epoch`` trains alone in epoch 0 and then freezes."""
+    params = []
+    for distiller in distillers.values():
+        connectors = getattr(distiller, "connectors", None)
+        if connectors is not None:
+            params += [p for p in connectors.parameters() if p.requires_grad]
+    return params
+
+
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, batch_average: bool = False) -> torch.Tensor:
+    """Cross-entropy averaged over the labelled pixels; with ``batch_average`` divided once more
+    by the batch size, as the official code's ``SegmentationLosses``."""
+    ce = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
+    return ce / logits.shape[0] if batch_average else ce
 
 
 @torch.inference_mode()
@@ -128,6 +163,10 @@ class Run:
         if teacher_file is not None:
             self.teacher, _ = load_model(teacher_file, self.device)
             self.teacher.eval().requires_grad_(False)
+            if _names_stage_taps(config):
+                # any method's tap option may name a backbone stage; both sides then emit them
+                self.model.require_stage_taps()
+                self.teacher.require_stage_taps()
             for name, (distiller, weight) in build_distillers(config.distill, self.model, self.teacher, config).items():
                 self.distillers[name] = distiller.to(self.device)
                 self.weights[name] = weight
@@ -135,7 +174,14 @@ class Run:
             self.model.to(memory_format=torch.channels_last)
             if self.teacher is not None:
                 self.teacher.to(memory_format=torch.channels_last)
-        self.optimizer = _optimizer(config, self.model, self.distillers)
+        # connectors trained alone in epoch 0 and frozen after (connector_schedule=first_epoch)
+        self.connectors = connector_parameters(self.distillers) if config.connector_schedule == "first_epoch" else []
+        self.optimizer = _optimizer(config, self.model, self.distillers, exclude={id(p) for p in self.connectors})
+        self.first_epoch_optimizer = None
+        if self.connectors:
+            self.first_epoch_optimizer = torch.optim.SGD(
+                self.connectors, lr=config.base_lr, momentum=config.momentum, nesterov=config.nesterov,
+                weight_decay=config.weight_decay)
         self.steps_per_epoch = len(self.train_loader)
         self.total_steps = config.epochs * self.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -171,7 +217,7 @@ class Run:
     def _step(self, images: torch.Tensor, labels: torch.Tensor, progress: float) -> dict[str, torch.Tensor]:
         with torch.autocast(self.device.type, enabled=self.amp):
             logits, taps = self.model(images)
-            parts = {"ce": F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)}
+            parts = {"ce": segmentation_loss(logits, labels, self.config.ce_batch_average)}
             loss = parts["ce"]
             if self.teacher is not None:
                 with torch.inference_mode():
@@ -191,11 +237,26 @@ class Run:
         parts["loss"] = loss
         return parts
 
+    def _epoch_optimizer(self) -> torch.optim.Optimizer | None:
+        """The optimiser of this epoch: the student's, or under connector_schedule=first_epoch
+        the connectors' alone in epoch 0 (None when the methods have no connectors: the
+        student is not updated in epoch 0 either way)."""
+        if self.config.connector_schedule != "first_epoch" or not self.config.distilling:
+            return self.optimizer
+        if self.epoch == 0:
+            return self.first_epoch_optimizer
+        for p in self.connectors:
+            p.requires_grad_(False)
+        return self.optimizer
+
     def train_epoch(self, log: ProgressLog | None = None, first_epoch: int = 0) -> dict:
         """One pass over the training split; ``log`` hears of every step, counted from
         ``first_epoch`` (where this process started), for its early estimate."""
         self.model.train()
+        if self.teacher is not None:
+            self.teacher.train(self.config.teacher_mode == "train")
         self.distillers.train()
+        optimizer = self._epoch_optimizer()
         self.train_loader.sampler.set_epoch(self.epoch)
         sums: dict[str, float] = {}
         bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{self.config.epochs}", leave=False, disable=None)
@@ -212,10 +273,20 @@ class Run:
                 detail = ", ".join(f"{k}={v.item():.4g}" for k, v in parts.items())
                 raise NonFiniteLossError(f"loss is {value} at epoch {self.epoch + 1}, step {step + 1} ({detail})")
             self.optimizer.zero_grad(set_to_none=True)
+            if optimizer is self.first_epoch_optimizer and optimizer is not None:
+                # the official scheduler sets the connectors' single group to the base schedule
+                optimizer.zero_grad(set_to_none=True)
+                for group in optimizer.param_groups:
+                    group["lr"] = self.optimizer.param_groups[0]["lr"]
             self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
+            if optimizer is not None:
+                self.scaler.step(optimizer)
+                self.scaler.update()
+            with warnings.catch_warnings():
+                # in a connectors-only epoch 0 the student's optimiser does not step, yet its
+                # schedule advances as the official one does
+                warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
+                self.scheduler.step()
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             bar.set_postfix(loss=f"{value:.3f}")

@@ -20,10 +20,13 @@ import statistics
 import tempfile
 import time
 
+import torch
 from scipy import stats
 
 from attnfd.config import TrainConfig
+from attnfd.data import build_dataset
 from attnfd.distill import DISTILLERS
+from attnfd.metrics import ConfusionMatrix
 from attnfd.teachers import prepare_teacher, saved_miou
 from attnfd.trainer import fit
 
@@ -33,6 +36,56 @@ def _run(base: dict, seed: int, distill: str | None) -> tuple[float, float]:
     started = time.perf_counter()
     row = fit(config)
     return row["miou"], time.perf_counter() - started
+
+
+class PixelClassifier(torch.nn.Module):
+    """Sees one pixel: 1x1 convolutions only."""
+
+    def __init__(self, classes: int, width: int = 64):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(3, width, 1), torch.nn.ReLU(), torch.nn.Conv2d(width, width, 1),
+                                       torch.nn.ReLU(), torch.nn.Conv2d(width, classes, 1))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class LocalClassifier(torch.nn.Module):
+    """Sees a 7x7 window: three 3x3 convolutions, then 1x1 ones."""
+
+    def __init__(self, classes: int, width: int = 64):
+        super().__init__()
+        layers, cin = [], 3
+        for _ in range(3):
+            layers += [torch.nn.Conv2d(cin, width, 3, padding=1), torch.nn.BatchNorm2d(width), torch.nn.ReLU()]
+            cin = width
+        self.net = torch.nn.Sequential(*layers, torch.nn.Conv2d(width, width, 1), torch.nn.ReLU(),
+                                       torch.nn.Conv2d(width, classes, 1))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def control(model: torch.nn.Module, config: TrainConfig, images: int) -> float:
+    """Train a control on as many new scenes as the students see (Adam: no schedule to tune),
+    then score it on the same validation split."""
+    torch.manual_seed(0)
+    train, val = build_dataset(config, "train"), build_dataset(config, "val")
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    batch = config.batch_size
+    for start in range(0, images, batch):
+        x, y = map(torch.stack, zip(*(train[i] for i in range(start, start + batch))))
+        loss = torch.nn.functional.cross_entropy(model(x), y, ignore_index=255)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    model.eval()
+    matrix = ConfusionMatrix(config.num_classes)
+    with torch.no_grad():
+        for i in range(0, len(val), 64):
+            x, y = map(torch.stack, zip(*(val[j] for j in range(i, min(i + 64, len(val))))))
+            matrix.update(y, model(x).argmax(1))
+    return matrix.compute()["miou"]
 
 
 def compare(name: str, scores: list[float], plain: list[float], teacher: float) -> dict:
@@ -60,6 +113,15 @@ def main() -> None:
     teacher_file = prepare_teacher(TrainConfig.from_dict({**base, "distill": "attnfd"}))
     teacher = saved_miou(teacher_file)
     print(json.dumps({"run": "teacher", "miou": teacher, "seconds": round(time.perf_counter() - started)}), flush=True)
+
+    if args.controls:
+        config = TrainConfig.from_dict(base)
+        images = config.epochs * config.train_size
+        for name, model in (("per-pixel", PixelClassifier(config.num_classes)),
+                            ("7 px field", LocalClassifier(config.num_classes))):
+            started = time.perf_counter()
+            print(json.dumps({"run": f"control {name}", "images": images, "miou": round(control(model, config, images), 4),
+                              "seconds": round(time.perf_counter() - started)}), flush=True)
 
     scores: dict[str, list[float]] = {"none": []}
     for method in ["none", *methods]:

@@ -36,3 +36,24 @@ def test_training_draws_new_scenes_every_epoch_and_validation_stays_fixed():
     assert [sorted(e) for e in epochs] == [list(range(6 * k, 6 * k + 6)) for k in range(3)]
     sampler.set_epoch(1)  # what a resumed run does: the same scenes in the same order
     assert list(sampler) == epochs[1]
+
+
+def test_an_objects_class_is_the_surface_it_lies_on_not_its_own_pixels():
+    from attnfd.data.shapes import generate
+
+    seen = set()
+    for index in range(30):
+        image, label = generate(0, "train", index, size=48)
+        classes = set(label[label > 0].tolist())
+        # one surface per scene: every object on it has that surface's class, whatever its colour
+        assert len(classes) == 1
+        seen |= classes
+    assert seen == {1, 2, 3}
+    # and its colour says nothing: objects of every class have the same mean colour
+    colours = {c: [] for c in (1, 2, 3)}
+    for index in range(300):
+        image, label = generate(0, "train", index, size=48)
+        c = int(label.max())
+        colours[c].append(image[label == c].mean(axis=0))
+    means = [sum(v) / len(v) for v in colours.values()]
+    assert max(abs(a - b).max() for a in means for b in means) < 0.1

@@ -17,7 +17,7 @@ from attnfd.analysis import figures as figs
 from attnfd.analysis import render
 from attnfd.analysis.results import ResultsError, Study
 from attnfd.analysis.search import best_table, dimensions, importance_table, values_table
-from attnfd.analysis.tables import PROTOCOLS, Row, Table, build_rows, protocol_table
+from attnfd.analysis.tables import PROTOCOLS, Row, Table, best_epoch_table, build_rows, protocol_table
 
 FIGURE_CONFIG = {"displaylogo": False, "responsive": True}
 
@@ -71,6 +71,7 @@ def analyse(study: Study, protocol: str | None = None, compare: tuple[str, str] 
         analysis.tables += [best_table(study, rows, dims, top), importance_table(study, dims), values_table(study, dims)]
     else:
         analysis.tables.append(protocol_table(study, protocol, rows))
+    analysis.tables.append(best_epoch_table(study, rows))
     pairs = [(find_row(rows, compare[0]), find_row(rows, compare[1]))] if compare else default_pairs(rows)
     for i, (a, b) in enumerate(pairs):
         analysis.figures[f"per_class_{i + 1}"] = figs.per_class(study, a, b)

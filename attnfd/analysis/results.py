@@ -1,7 +1,9 @@
 """A study's results folder (README, "Results files") read into one row per trial.
 
 A trial's result is its last evaluated epoch (a row where ``miou`` or ``pixel_acc`` is
-finite); its status and error come from ``summary.parquet`` when the study has ended, else
+finite); its best evaluated epoch's val mIoU is kept beside it (``best_miou``,
+``best_epoch``), because the official AttnFD code and its README report that one: it is a
+selection on the validation split, so it is shown next to the last epoch's, never alone; its status and error come from ``summary.parquet`` when the study has ended, else
 from its last epoch row. Trials that differ only in their seed (and in where or how they
 ran) form one *cell*: a row of a table, reported as mean and spread over its seeds.
 """
@@ -225,6 +227,10 @@ def _trial_row(trial_id: str, rows: pd.DataFrame | None, summary: dict | None) -
             evaluated = rows[mask].iloc[-1].to_dict()
     elif summary is not None and (_finite(summary.get("miou")) or _finite(summary.get("pixel_acc"))):
         evaluated = summary
+    best = None
+    if rows is not None and len(rows) and rows["miou"].map(_finite).any():
+        scored = rows[rows["miou"].map(_finite)]
+        best = scored.loc[scored["miou"].astype(float).idxmax()].to_dict()
     source = summary if summary is not None else last
     status = _plain(source.get("status")) or _plain(last.get("status")) or "running"
     error = _plain(source.get("error"))
@@ -243,6 +249,8 @@ def _trial_row(trial_id: str, rows: pd.DataFrame | None, summary: dict | None) -
         "miou": _plain(evaluated.get("miou")) if evaluated is not None else None,
         "pixel_acc": _plain(evaluated.get("pixel_acc")) if evaluated is not None else None,
         "per_class_iou": _floats(evaluated.get("per_class_iou")) if evaluated is not None else None,
+        "best_miou": _plain(best.get("miou")) if best is not None else None,
+        "best_epoch": int(best["epoch"]) if best is not None and _finite(best.get("epoch")) else None,
         "params_m": params[-1] if params else None,
         "started": _started(rows),
     }

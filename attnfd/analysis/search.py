@@ -90,7 +90,7 @@ def optuna_study(study: Study, dims: list[str] | None = None):
     ostudy = optuna.create_study(direction="maximize", study_name=study.name)
     frozen = []
     for t in study.trials.to_dict("records"):
-        if t["status"] in UNFINISHED:
+        if t["status"] in UNFINISHED or is_reference(t):
             continue
         params = {d: _param(t.get(CONFIG + d), dists[d]) for d in dims if t.get(CONFIG + d) is not None}
         has_value = t["miou"] is not None and math.isfinite(t["miou"])
@@ -177,10 +177,16 @@ def value_labels(study: Study, dim: str, trials: pd.DataFrame | None = None) -> 
     return column.map(lambda v: MISSING if is_missing(v) else format_value(v)), [format_value(v) for v in order]
 
 
+def is_reference(trial: dict) -> bool:
+    """The search's reference trial: the student alone, outside what the search varies."""
+    return trial.get(CONFIG + "distill") == "none"
+
+
 def finished(study: Study) -> pd.DataFrame:
-    """Completed trials with an mIoU: the results a distribution is made of."""
+    """Completed searched trials with an mIoU: the results a distribution is made of."""
     t = study.trials
-    return t[(t["status"] == "completed") & t["miou"].notna()]
+    searched = t[CONFIG + "distill"] != "none" if CONFIG + "distill" in t else True
+    return t[(t["status"] == "completed") & t["miou"].notna() & searched]
 
 
 def value_distribution(study: Study, dims: list[str] | None = None) -> pd.DataFrame:
@@ -208,7 +214,8 @@ def best_table(study: Study, rows: list[Row], dims: list[str], top: int = 10) ->
     scored = sorted((r for r in rows if r.metrics["miou"].n), key=lambda r: -r.metrics["miou"].mean)
     shown = scored[:top]
     best = shown[0] if shown else None
-    header = ["Rank"] + dims + ["Seeds", "val mIoU (%)", "val Accuracy (%)", "Epochs", "vs best mIoU", "Trials"]
+    header = ["Rank"] + dims + ["Seeds", "val mIoU (%)", "val Accuracy (%)", "Epochs", "vs best mIoU",
+                                "vs no distillation", "Trials"]
     table = Table(name="search_best", title=f"Best configurations ({len(shown)} of {len(scored)} with a result)",
                   header=header, body=[])
     records = []
@@ -221,16 +228,23 @@ def best_table(study: Study, rows: list[Row], dims: list[str], top: int = 10) ->
         # the table's deltas are against the global best here, not the block's plain student
         plain = Row(key=row.key, block=row.block, trials=row.trials, seeds_asked=row.seeds_asked,
                     seed_values=row.seed_values, metrics=row.metrics)
-        table.body.append([str(rank)] + [format_value(config.get(d)) for d in dims] + [
+        reference = row.is_base
+        # the reference trial is the student alone: the searched fields do not apply to it
+        cells = ["no distillation (reference)"] + [""] * (len(dims) - 1) if reference and dims else \
+            [format_value(config.get(d)) for d in dims]
+        gained = row.delta.get("miou", math.nan)
+        against = "reference" if reference else f"{gained:+.2f}" if math.isfinite(gained) else MISSING
+        table.body.append([str(rank)] + cells + [
             seeds_cell(row), metric_cell(plain, "miou"), metric_cell(plain, "pixel_acc"),
-            ",".join(map(str, epochs)) or MISSING, versus, " ".join(t["trial_id"] for t in row.completed)])
+            ",".join(map(str, epochs)) or MISSING, versus, against, " ".join(t["trial_id"] for t in row.completed)])
         if row is best:
             table.bold.add(len(table.body) - 1)
         records.append({"rank": rank, **{d: config.get(d) for d in dims}, "seeds_done": len(row.seeds_done),
                         "miou_pct_mean": row.metrics["miou"].mean, "miou_pct_std": row.metrics["miou"].std,
                         "pixel_acc_pct_mean": row.metrics["pixel_acc"].mean,
                         "pixel_acc_pct_std": row.metrics["pixel_acc"].std, "miou_pct_vs_best": gap,
-                        "miou_p_vs_best": p, "trials": " ".join(t["trial_id"] for t in row.completed)})
+                        "miou_p_vs_best": p, "reference": reference, "miou_pct_vs_no_distillation": gained,
+                        "trials": " ".join(t["trial_id"] for t in row.completed)})
     counts = study.trials["status"].value_counts().to_dict()
     table.notes.append("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     for t in study.trials.to_dict("records"):

@@ -32,6 +32,8 @@ from attnfd.analysis.stats import Summary, format_p, summarise, welch_p
 METRICS = ("miou", "pixel_acc")
 METRIC_TITLES = {"miou": "val mIoU (%)", "pixel_acc": "val Accuracy (%)"}
 TAP_ORDER = ("backbone", "encoder", "decoder")
+# the backbone's earlier stages get columns only in a study that distilled one (--taps)
+STAGE_ORDER = ("stage1", "stage2", "stage3")
 # Table 1's order in the paper (AttnFD last); other methods sort by name before AttnFD
 METHOD_ORDER = ("kd", "at", "sp", "ickd", "overhaul", "distkd", "dist", "cirkd", "lad", "aicsd", "pfs")
 CHECK = "✓"
@@ -54,6 +56,8 @@ class Row:
     p_best: dict[str, float] = field(default_factory=dict)
     is_base: bool = False
     is_best: bool = False
+    # val mIoU at each completed trial's best epoch (selection on val), beside the last epoch's
+    best_epoch_miou: Summary | None = None
 
     @property
     def label(self) -> str:
@@ -149,6 +153,7 @@ def build_rows(study: Study) -> list[Row]:
     for row in rows.values():
         for metric in METRICS:
             row.metrics[metric] = summarise(100 * t[metric] for t in row.completed if _finite(t.get(metric)))
+        row.best_epoch_miou = summarise(100 * t["best_miou"] for t in row.completed if _finite(t.get("best_miou")))
     blocks: dict[tuple, list[Row]] = {}
     for row in rows.values():
         blocks.setdefault(row.block, []).append(row)
@@ -301,11 +306,16 @@ def when_failed(trial: dict) -> str:
     return f"after epoch {done}" if done else "before its first epoch"
 
 
-def _tap_marks(row: Row) -> list[str]:
+def _used_stages(rows: list[Row]) -> list[str]:
+    used = {t for row in rows if not row.is_base for t in str(row.config.get("layers") or "").split(",")}
+    return [t for t in STAGE_ORDER if t in used]
+
+
+def _tap_marks(row: Row, order: tuple[str, ...] = TAP_ORDER) -> list[str]:
     if row.is_base:
-        return ["n/a"] * len(TAP_ORDER)
+        return ["n/a"] * len(order)
     taps = str(row.config.get("layers") or "").split(",")
-    return [CHECK if t in taps else "" for t in TAP_ORDER]
+    return [CHECK if t in taps else "" for t in order]
 
 
 def _student(row: Row) -> str:
@@ -344,6 +354,10 @@ def frame(rows: list[Row], study: Study) -> pd.DataFrame:
                 f"{metric}_pct_vs_best": row.vs_best.get(metric, 0.0 if row.is_best else math.nan),
                 f"{metric}_p_vs_best": row.p_best.get(metric, math.nan),
             })
+        best = row.best_epoch_miou
+        if best is not None:
+            record.update({"best_epoch_miou_pct_mean": best.mean, "best_epoch_miou_pct_std": best.std,
+                           "best_epoch_miou_n": best.n})
         record.update({"is_base": row.is_base, "is_best": row.is_best, "note": row_note(row)})
         records.append(record)
     return pd.DataFrame(records)
@@ -374,8 +388,9 @@ def protocol_table(study: Study, protocol: str | None = None, rows: list[Row] | 
         protocol = "search"
     rows = build_rows(study) if rows is None else rows
     name, title = PROTOCOL_TABLES[protocol]
+    stages = _used_stages(rows) if protocol == "layers" else []
     if protocol == "layers":
-        dedicated, lead = ("layers",), ["Student", "Backbone", "Encoder", "Decoder"]
+        dedicated, lead = ("layers",), ["Student", *(t.capitalize() for t in stages), "Backbone", "Encoder", "Decoder"]
     elif protocol == "methods":
         dedicated, lead = ("distill",), ["Student", "Method"]
     elif protocol == "alpha":
@@ -393,7 +408,7 @@ def protocol_table(study: Study, protocol: str | None = None, rows: list[Row] | 
             table.rule_before.add(len(table.body))
         previous = row.block
         if protocol == "layers":
-            cells = [_student(row)] + _tap_marks(row)
+            cells = [_student(row)] + _tap_marks(row, (*stages, *TAP_ORDER))
         elif protocol == "methods":
             cells = [_student(row), _method(row)]
         elif protocol == "alpha":
@@ -415,5 +430,37 @@ def protocol_table(study: Study, protocol: str | None = None, rows: list[Row] | 
         if note:
             table.notes.append(note)
     table.notes.extend(f"warning: {w}" for w in study.warnings)
+    table.frame = frame(rows, study)
+    return table
+
+
+def _summary_text(s: Summary | None) -> str:
+    if s is None or not s.n:
+        return MISSING
+    return f"{s.mean:.2f}" if s.n < 2 else f"{s.mean:.2f} ± {s.std:.2f}"
+
+
+def best_epoch_table(study: Study, rows: list[Row] | None = None) -> Table:
+    """Each row's last-epoch val mIoU next to its best epoch's. The best epoch is picked on the
+    validation split itself, so its score is optimistic; it is what the official AttnFD code
+    keeps (``model_best.pth.tar``) and its README reports, hence shown, labelled, beside the
+    last epoch's."""
+    rows = build_rows(study) if rows is None else rows
+    table = Table(
+        name="best_epoch",
+        title="Last-epoch and best-epoch val mIoU (%): the best epoch is selected on val (optimistic; "
+              "the official code's model_best and its README's numbers)",
+        header=["Row", "Seeds", "last-epoch val mIoU (%)", "best-epoch val mIoU (%), selection on val",
+                "best - last", "best epochs"], body=[])
+    previous = None
+    for row in rows:
+        if previous is not None and row.block != previous:
+            table.rule_before.add(len(table.body))
+        previous = row.block
+        last, best = row.metrics["miou"], row.best_epoch_miou
+        gap = f"{best.mean - last.mean:+.2f}" if best is not None and best.n and last.n else MISSING
+        epochs = sorted({int(t["best_epoch"]) for t in row.completed if _finite(t.get("best_epoch"))})
+        table.body.append([row.label, seeds_cell(row), _summary_text(last), _summary_text(best), gap,
+                           ",".join(map(str, epochs)) or MISSING])
     table.frame = frame(rows, study)
     return table

@@ -85,8 +85,13 @@ def _file_dataset(config, split: str) -> Dataset:
     from attnfd.data.folder import SegmentationFiles
 
     limit = config.train_size if split == "train" else config.val_size
-    return SegmentationFiles(FILE_DATASETS[config.dataset], resolve_data_root(config.dataset, config.data_root),
-                             split, image_size=config.image_size, train=split == "train", limit=limit)
+    layout, root = FILE_DATASETS[config.dataset], resolve_data_root(config.dataset, config.data_root)
+    index = None
+    if config.dataset == "voc" and split == "train" and getattr(config, "voc_train_split", "train_aug") == "train":
+        # the official AttnFD code trains on VOC train alone (no SBD)
+        index = layout.index(root, "train", use_sbd=False)
+    return SegmentationFiles(layout, root, split, image_size=config.image_size, train=split == "train", limit=limit,
+                             index=index)
 
 
 register_dataset("voc")(_file_dataset)

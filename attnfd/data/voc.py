@@ -98,7 +98,9 @@ class VOCLayout:
             return "png", voc_dir / "SegmentationClassAug"
         return None
 
-    def index(self, root: Path, split: str) -> SplitIndex:
+    def index(self, root: Path, split: str, use_sbd: bool = True) -> SplitIndex:
+        """A split's pairs; train is train_aug when SBD's labels are found, unless ``use_sbd``
+        is False (the 1,464 VOC train images, as the official AttnFD code trains on)."""
         if split not in SPLIT_FILES:
             raise ConfigError(f"voc: unknown split {split!r}; use train or val")
         root = Path(root)
@@ -109,7 +111,7 @@ class VOCLayout:
         if not voc_labels.is_dir():
             raise ConfigError(f"voc: label folder not found: {voc_labels}")
         val_ids = _read_list(lists / SPLIT_FILES["val"])
-        sbd = self.sbd(root, voc) if split == "train" else None
+        sbd = self.sbd(root, voc) if split == "train" and use_sbd else None
         if sbd is None:
             ids = _read_list(lists / SPLIT_FILES[split])
             pairs = [(i, voc_labels / f"{i}.png") for i in ids]

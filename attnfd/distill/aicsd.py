@@ -15,11 +15,24 @@ Two parts on the logits (input size) and a schedule:
   teacher's pixel-wise targets dominate early and fade out, cross-entropy takes over.
   ``alw=false`` keeps CE at 1 and both parts at their lambdas.
 
-Where the public code differs (methods.md): it reshapes to (B, C, H*W) but then applies the
-softmax to the 4-D tensor over H only, passes probabilities where KLDivLoss expects
-log-probabilities, loops over a hard-coded 21 classes, and divides the mean once more by B;
-ALW exists only as commented code and drops the pairwise loss. Here the README's intent
-(softmax over the whole map, a true KL) is implemented. No ICS lambda was published; 1.
+Where the public code differs (AmirMansurian/AICSD, ``distiller.py`` ``lo_loss``; methods.md):
+
+- it reshapes to (B, C, H*W) but then applies the softmax to the 4-D tensor, over H only (the
+  reshape is discarded);
+- ``KLDivLoss(batchmean)(p_i, p_j)`` gets probabilities where it expects log-probabilities as
+  its first argument;
+- it loops over a hard-coded 21 classes and computes only i <= j, writing the value into both
+  [i, j] and [j, i]; so both entries hold KL(P_j || P_i) (as coded), where here M[i, j] =
+  KL(P_i || P_j) and M[j, i] = KL(P_j || P_i) differ;
+- ``batchmean`` sums over the batch and the positions and divides by B, so there is one
+  batch-averaged C x C matrix before the row normalisation; here each image has its own
+  matrix, normalised and compared per image;
+- the squared difference's mean is divided by B once more (``.mean() / b``);
+- ALW exists only as commented code (``train_kd.py``), and that version drops the pairwise
+  loss ``pa_loss``.
+
+Here the README's intent (softmax over the whole map, a true KL, per image) is implemented.
+No ICS lambda was published; 1.
 """
 
 from __future__ import annotations

@@ -9,10 +9,15 @@ which is CIRKD's ``losses/at.py`` (and mmrazor's), with CIRKD's weight 10000 on 
 after ASPP (post-ReLU, hence ``relu=True`` and ``layers=encoder`` by default). The maps are
 invariant to a positive scale of either side's features.
 
-Where the public code differs: the AT paper (torchdistill ``ATLoss`` mode ``paper``) sums
-over channels and takes the L2 norm of the difference per image (not squared), summed over
-images / B, with weight 1000; AICSD's variant normalises along H only (a bug relative to
-the paper). Neither is reproduced. When the two maps' sizes differ, the student's features
+Where the public code differs:
+
+- the AT paper's form (torchdistill ``torchdistill/losses/mid_level.py`` ``ATLoss``, mode
+  ``paper``) sums over channels and takes the L2 norm of the difference per image (not
+  squared), summed over images / B, with weight 1000;
+- AICSD (AmirMansurian/AICSD ``distiller.py``, commented lines) normalises the attention
+  map along H only (a bug relative to the paper) on the decoder's pre-ReLU feature.
+
+Neither is reproduced. When the two maps' sizes differ, the student's features
 are resized to the teacher's first.
 """
 

@@ -16,10 +16,40 @@ Where the paper and the official code (AmirMansurian/AttnFD) differ, both are op
   divided by the batch size; it depends on the batch size);
 - ``tap_relu``: ``pre`` (paper) or ``post`` (official code for encoder and decoder).
 
-Not reproduced from the official code, on purpose: connectors trained only in epoch 0, the
-teacher left in train mode with gradients flowing into it, the student's channel MLP left
-out of the optimiser, dropout inside the decoder tap. Here the student CBAM and the
-connectors train all along at the head learning rate and the teacher is frozen.
+The official code's training choices are options too (``recipe=official`` sets them):
+``connector_schedule=first_epoch`` (the trainer optimises only the connectors in epoch 0,
+then freezes them), ``teacher_mode=train`` (the teacher's BN on batch statistics, Dropout(0.5)
+active before its decoder tap), ``train_student_channel_mlp=false`` (the student CBAMs'
+channel MLP stays at its random init; read here), ``ce_batch_average`` and ``alpha=2`` with
+``norm=tensor`` for the official loss scale ``CE / B + attn_lambda * sum / B``.
+
+Dropout: the student's decoder has Dropout(0.5) between its two convs, so in train mode the
+decoder tap is stochastic and two forwards give different taps, as in the official code; the
+teacher's decoder tap is stochastic only with ``teacher_mode=train``.
+
+Where the public code differs (AmirMansurian/AttnFD at b9ee23c; methods.md section 2.1):
+
+- ``distiller.py``: the taps are layer4 pre-ReLU, ASPP and decoder post-ReLU (``tap_relu``),
+  the normalisation is over the whole batch tensor (``norm=tensor``) and the loss is
+  ``attn_lambda * sum / B`` with ``attn_lambda = 2`` (the recipe's alpha); the teacher side
+  has no ``no_grad``/``detach`` (gradients reach the teacher and are discarded: this only
+  costs time and is not reproduced).
+- ``cbam.py``: the spatial gate pools [max, mean] (here [mean, max]) and follows its 7x7
+  conv (no bias) with a BatchNorm (here a conv with bias, eq. 4); the converter
+  (``attnfd.models.convert``) folds that BN into the conv, exact in eval mode. Every CBAM is
+  the learnable ``model='student'`` kind, including the teacher's, which is never optimised
+  (``teacher_gate=untrained``, or ``learned`` on a converted official checkpoint to use its
+  stored CBAM weights); the parameter-free branch is dead code (``parameter_free``).
+- ``modeling/deeplab.py`` ``get_1x_lr_params``/``get_10x_lr_params``: only Conv2d and BN
+  parameters are optimised, so the student's channel MLP (``nn.Linear``) never learns
+  (``train_student_channel_mlp``); the student backbone CBAM learns at 1x, the ASPP and
+  decoder CBAMs at 10x (here all at the head rate).
+- ``train_kd.py``: epoch 0 uses ``init_optimizer`` over the connectors only, and from epoch 1
+  the connectors are left out of the optimiser (``connector_schedule``); ``t_net.train()``
+  (``teacher_mode``); the model saved is the best val epoch (``model_best.pth.tar``; the
+  analysis reports the best epoch next to the last).
+- the backbone and head details (multi-grid layer4, MobileNetV2 dilation and padding,
+  ``align_corners=True``) are the model options of ``attnfd.models``.
 """
 
 from __future__ import annotations
@@ -33,6 +63,7 @@ from attnfd.config import ConfigError
 from attnfd.distill import register_distiller
 from attnfd.distill.base import Distiller
 from attnfd.distill.common import connector
+from attnfd.models.deeplabv3plus import STAGE_TAPS
 
 
 def normalise(x: torch.Tensor, norm: str) -> torch.Tensor:
@@ -59,11 +90,22 @@ class AttnFD(Distiller):
         self.norm = config.norm
         self.post_relu = config.tap_relu == "post"
         s_ch, t_ch = student.tap_channels, teacher.tap_channels
+        if any(k in STAGE_TAPS for k in self.layers):
+            student.require_stage_taps()
+            teacher.require_stage_taps()
+            s_ch, t_ch = student.tap_channels, teacher.tap_channels
         self.student_gates = nn.ModuleDict({k: CBAM(s_ch[k]) for k in self.layers})
+        if not config.train_student_channel_mlp:
+            for gate in self.student_gates.values():
+                gate.channel_gate.requires_grad_(False)
         self.connectors = nn.ModuleDict({k: connector(s_ch[k], t_ch[k]) for k in self.layers})
         if config.teacher_gate == "learned":
             if getattr(teacher, "gates", None) is None:
                 raise ConfigError("teacher_gate=learned needs a teacher trained with tap_gates=True")
+            stages = [k for k in self.layers if k in STAGE_TAPS]
+            if stages:
+                raise ConfigError(f"teacher_gate=learned: the teacher has no gates on {', '.join(stages)}; "
+                                  "use teacher_gate=untrained or parameter_free with stage taps")
             # the teacher's own gates: held outside the module tree so they are neither
             # optimised nor saved twice (they live in the teacher's checkpoint)
             self._teacher_gates = {k: teacher.gates[k] for k in self.layers}
@@ -75,7 +117,8 @@ class AttnFD(Distiller):
             self._teacher_gates = dict(self.untrained_teacher_gates.items())
 
     def _tap(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(x) if self.post_relu and name != "backbone" else x
+        # the official code takes ASPP and decoder after their ReLU, the backbone taps before
+        return F.relu(x) if self.post_relu and name in ("encoder", "decoder") else x
 
     def teacher_targets(self, logits, taps):
         return {k: normalise(self._teacher_gates[k](self._tap(k, taps[k])), self.norm) for k in self.layers}

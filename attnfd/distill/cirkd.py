@@ -24,11 +24,19 @@ a 513 crop at output stride 16 (33 x 33) or Cityscapes' 512 x 1024 (32 x 64) no 
 needed, and a batch of 8 needs well under 24 GB. The queues take K * (20000 + 2000) * D
 floats (430 MB for VOC at D=256) and are saved with every checkpoint.
 
-Where the public code differs: the queues there start as random unit vectors and are sampled
-from as if full; here each queue records how many entries it holds and samples only those
-(uniformly, with replacement), so early steps are not pulled towards noise. The teacher
-features are enqueued before the loss is computed, as there. The projection head is
-optimised at the head learning rate (the code puts it in the single SGD group).
+Where the public code differs (winycg/CIRKD at 05a2753, ``losses/cirkd_memory.py``):
+
+- the memory update of a class enqueues ``this_feat[:, perm[:K]]``: ``perm`` is a permutation
+  of that class's pixel count, but ``this_feat`` holds every pixel of the image, so the entries
+  are the image's first positions, not pixels of the class. Only about 8% of its queue entries
+  belong to their class; here every entry is a pixel of its class (the method's intent), so
+  this implementation fixes that bug rather than copying it;
+- the queues start as random unit vectors and are sampled from as if full; here each queue
+  records how many entries it holds and samples only those (uniformly, with replacement), so
+  early steps are not pulled towards noise.
+
+The teacher features are enqueued before the loss is computed, as there. The projection head
+is optimised at the head learning rate (the code puts it in the single SGD group).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from attnfd.config import ConfigError
-from attnfd.names import TAPS as TAP_NAMES
+from attnfd.names import ALL_TAPS as TAP_NAMES
 
 ANY_DATASET = "*"
 # options whose value is a "+"-joined list of taps
@@ -79,22 +79,24 @@ METHODS: dict[str, MethodDefaults] = {
     "sp": MethodDefaults(
         weight=3000.0,
         reduction="per tap: squared Frobenius distance of row-normalised B x B Gram matrices / B^2",
-        source="Tung & Mori; RepDistiller/ICKD SP.py, beta 3000 (classification: no segmentation recipe published)",
+        source="Tung & Mori; RepDistiller/ICKD SP.py (L2 rows; torchdistill SPKDLoss uses L1), beta 3000 "
+        "(classification: no segmentation recipe published)",
         options={"layers": "encoder", "relu": True},
     ),
     "ickd": MethodDefaults(
         weight=2.5,
         reduction="per tap: sum of squared differences of row-normalised C x C channel Gram matrices / (C*B), "
         "averaged over grid cells",
-        source="ICKD Cifar100/distiller_zoo/ICKD.py and train_student.sh -b 2.5 (no segmentation training code released)",
+        source="ICKD Cifar100/distiller_zoo/ICKD.py; -b 2.5 from the README and scripts/run_cifar_distill.sh "
+        "(train_student.sh now says -b 4); no segmentation training code released",
         options={"layers": "backbone", "relu": True, "grid": 1},
     ),
     "overhaul": MethodDefaults(
         weight=1e-5,
         reduction="per tap: partial L2 summed over all elements / B; part weights 1/divider "
-        "(backbone 1, encoder 1, decoder 16)",
-        source="clovaai overhaul-distillation Segmentation: loss_distill.sum() / B * 1e-5, dividers [.., 1, 1, 16]",
-        options={"layers": "backbone+encoder+decoder"},
+        "(stage1 8, stage2 4, stage3 2, backbone 1, encoder 1, decoder 16)",
+        source="clovaai overhaul-distillation Segmentation: loss_distill.sum() / B * 1e-5, dividers [8, 4, 2, 1, 1, 16]",
+        options={"layers": "stage1+stage2+stage3+backbone+encoder+decoder"},
     ),
     "cirkd": MethodDefaults(
         weight=1.0,

@@ -11,9 +11,10 @@ and the loss is beta * inter + gamma * intra with beta = gamma = 1 (``loss_weigh
 weight 1 (``--lambda-kd 1``), as in hunto/DIST_KD ``segmentation/losses/dist_kd.py``. Each part
 is in [0, 2] and 0 when the student's probabilities are the teacher's.
 
-Where the public code differs: it applies the loss to the logits before upsampling and to
-the auxiliary head's (x0.4); here it gets the input-size logits and there is no auxiliary
-head. mmrazor's and torchdistill's ``DISTLoss`` are oriented for (N, C) classification.
+Where the public code differs: hunto/DIST_KD ``segmentation/train_kd.py`` applies the loss to
+the logits before upsampling and to the auxiliary head's (x0.4); here it gets the input-size
+logits and there is no auxiliary head. mmrazor's and
+torchdistill's ``DISTLoss`` have a temperature and are oriented for (N, C) classification.
 """
 
 from __future__ import annotations

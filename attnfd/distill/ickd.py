@@ -5,13 +5,15 @@ released ``Embed``); per image, the C x C Gram matrix of the channels is row-nor
 
     L_ickd = sum of (G_s - G_t)^2 / (C * B)
 
-as ICKD's ``Cifar100/distiller_zoo/ICKD.py`` (weight ``-b 2.5`` in its ``train_student.sh``).
+as ICKD's ``Cifar100/distiller_zoo/ICKD.py``. The weight 2.5 is the README's and
+``Cifar100/scripts/run_cifar_distill.sh``'s ``-b 2.5`` (ICKD+KL and ICKD alone);
+``Cifar100/train_student.sh`` said ``-b 2.5`` at 107935f and says ``-b 4`` since 403b8d3.
 ICKD's segmentation results use an m x n grid of patches with one correlation matrix each;
 ``grid=g`` splits the map into g x g cells (the loss is the mean over cells); the default
 g=1 is the whole map.
 
-Where the public code differs: torchdistill's ``ChSimLoss`` and ICKD's ImageNet code divide
-by C * B^2; the segmentation training code was never released (its ``Segmentation/`` folder
+Where the public code differs (ADLab-AutoDrive/ICKD): torchdistill's ``ChSimLoss`` and ICKD's
+``ImageNet/torchdistill/losses/single.py`` divide by C * B^2; the segmentation training code was never released (its ``Segmentation/`` folder
 is evaluation only), so the default tap follows the classification configs: the backbone's
 last stage, post-ReLU. When sizes differ, the student is resized to the teacher's map.
 """

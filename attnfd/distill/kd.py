@@ -8,12 +8,15 @@ over the (B*H*W, C) flattened logits, times T^2), whose segmentation recipe is T
 
 Where the public code differs:
 
-- CIRKD applies it to the logits at feature-map resolution, before upsampling; here the
+- CIRKD (winycg/CIRKD, ``train_cirkd.py``: ``s_outputs[0]``) applies it to the logits at
+  feature-map resolution, before upsampling; here the
   logits are the ones the trainer hands over, at input size (as the AICSD/AttnFD code does).
   Upsampling is bilinear, so the two differ only at class boundaries.
-- AICSD's variant divides by B*C*H*W (PyTorch ``KLDivLoss`` 'mean'): its ``pi_lambda 10``
-  corresponds to 10/C here. torchdistill and mmrazor use ``batchmean`` over images only (sum
-  over pixels): their weights are H*W times smaller than here.
+- AICSD's variant (AmirMansurian/AICSD ``distiller.py``, ``pi_loss``) divides by B*C*H*W
+  (PyTorch ``KLDivLoss`` 'mean'): its ``pi_lambda 10`` corresponds to 10/C here.
+- torchdistill (``torchdistill/losses/mid_level.py`` ``KDLoss``) and mmrazor
+  (``mmrazor/models/losses/kl_divergence.py``) use ``batchmean`` over images only (sum over
+  pixels): their weights are H*W times smaller than here.
 
 As T grows, T^2 * KL tends to the mean squared difference of the (zero-mean) logits divided
 by 2C, Hinton's logit-matching limit.

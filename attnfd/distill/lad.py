@@ -13,6 +13,9 @@ scaled to unit length and
 the two compare the effect of attention alone; the default weight is therefore AttnFD's (1)
 and the default taps are the same three. The loss is invariant to any positive per-pixel
 scale of either side's features.
+
+Where the public code differs: no public code was found for LAD, so there is nothing to
+differ from; the choices above are this project's.
 """
 
 from __future__ import annotations

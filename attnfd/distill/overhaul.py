@@ -1,4 +1,5 @@
-"""Overhaul of feature distillation (Heo et al., ICCV 2019) on the pre-ReLU taps.
+"""Overhaul of feature distillation (Heo et al., ICCV 2019) on the pre-ReLU taps: by default
+the backbone's stages 1-3, its last stage, ASPP and the decoder, as clovaai's segmentation code.
 
 The student's pre-ReLU tap goes through a connector (1x1 conv + BN to the teacher's
 channels). The teacher's pre-ReLU tap t is raised to a per-channel margin m, the mean of the
@@ -10,17 +11,27 @@ where the student is already below a non-positive target, as a ReLU would hide t
     L_overhaul,k = sum over (B, C, H, W) of (s - t')^2 * [(s > t') or (t' > 0)] / B,
     t' = max(t, m)
 
-The loss weights follow clovaai's segmentation code: ``loss_distill.sum() / B * 1e-5`` (the
-method weight here) with per-layer dividers (1 for layer4 and ASPP, 16 for the decoder:
-``loss_weights``). The margin comes from the last BatchNorm before each tap: ResNet's last
-block's final BN (as ``get_bn_before_relu``; the tap also adds the identity branch, which the
-margin ignores, as in the original), MobileNetV2's last projection BN, the ASPP projection BN
-and the decoder's last BN.
+The loss weights follow clovaai's segmentation code (``Segmentation/distiller.py``,
+``train_with_distillation.py``): ``loss_distill.sum() / B * 1e-5`` (the method weight here)
+with per-layer dividers ``[8, 4, 2, 1, 1, 16]`` for ResNet layer1-3, layer4, ASPP and the
+decoder (``loss_weights``). ``overhaul.layers=backbone+encoder+decoder`` keeps the three taps
+the other methods share. The margin comes from the last BatchNorm before each tap: each ResNet
+stage's last block's final BN (as ``get_bn_before_relu``; the tap also adds the identity
+branch, which the margin ignores, as in the original); for MobileNetV2 the expansion BN of
+blocks 4, 7 and 14 (the stage taps are those expansions, as its ``extract_feature``) and the
+last projection BN; the ASPP projection BN and the decoder's last BN.
 
-Where the public code differs: it keeps the teacher in train mode (BN batch statistics, no
-gradient, features detached) and trains the connectors alone in epoch 0, then jointly at 10x
-the learning rate. Here the teacher is frozen in eval mode and the connectors train from the
-first step at the head learning rate (10x the backbone's).
+Where the public code differs (clovaai/overhaul-distillation, ``Segmentation/``):
+
+- ``train_with_distillation.py``: the teacher stays in train mode (BN batch statistics, no
+  gradient, features detached; ``teacher_mode=train`` here), and the connectors train alone in
+  epoch 0 (``init_optimizer``), then jointly with the student at 10x the learning rate. Here
+  they train from the first step at the head learning rate (10x the backbone's on VOC and
+  Cityscapes). ``connector_schedule=first_epoch`` is AttnFD's official schedule (connectors
+  frozen after epoch 0), not Overhaul's.
+- ``modeling/``: the official DeepLab (multi-grid layer4, ``align_corners=True``,
+  MobileNetV2 with explicit padding) is ``recipe=official``'s architecture; the CE is
+  batch-averaged there too (``ce_batch_average``).
 """
 
 from __future__ import annotations
@@ -34,8 +45,9 @@ from attnfd.distill import register_distiller
 from attnfd.distill.base import Distiller
 from attnfd.distill.common import connector, resize_to
 from attnfd.distill.defaults import method_options, taps_option
+from attnfd.models.deeplabv3plus import STAGE_TAPS
 
-DIVIDERS = {"backbone": 1.0, "encoder": 1.0, "decoder": 16.0}
+DIVIDERS = {"stage1": 8.0, "stage2": 4.0, "stage3": 2.0, "backbone": 1.0, "encoder": 1.0, "decoder": 16.0}
 
 
 def _last_batchnorm(module: nn.Module) -> nn.BatchNorm2d:
@@ -47,6 +59,8 @@ def _last_batchnorm(module: nn.Module) -> nn.BatchNorm2d:
 
 def tap_batchnorm(model: nn.Module, tap: str) -> nn.BatchNorm2d:
     """The BatchNorm whose output (plus, for ResNet, the identity) is the tap."""
+    if tap in STAGE_TAPS:
+        return model.backbone.stage_batchnorm(tap)
     return _last_batchnorm({"backbone": model.backbone, "encoder": model.aspp, "decoder": model.decoder}[tap])
 
 
@@ -74,6 +88,9 @@ class Overhaul(Distiller):
         super().__init__(student, teacher, config)
         self.options = method_options(self.name, config)
         self.layers = taps_option(self.options["layers"])
+        if any(k in STAGE_TAPS for k in self.layers):
+            student.require_stage_taps()
+            teacher.require_stage_taps()
         s_ch, t_ch = student.tap_channels, teacher.tap_channels
         self.connectors = nn.ModuleDict({k: connector(s_ch[k], t_ch[k]) for k in self.layers})
         for k in self.layers:

@@ -13,6 +13,9 @@ mimics the teacher most where it lags behind.
   the weights average to 1 over the batch. It is 0 when the predictions agree.
 
 Both part weights are 1 (none published).
+
+Where the public code differs: no public code was found, so nothing here is checked against
+one; the tap, the pooling and the gap weighting are this project's reading of the abstract.
 """
 
 from __future__ import annotations

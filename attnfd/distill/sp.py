@@ -5,12 +5,18 @@ Per tap, each image's map is flattened, the B x B Gram matrix is row-normalised,
 
     L_sp = ||G_s - G_t||_F^2 / B^2
 
-as in RepDistiller's ``SP.py`` (copied into ICKD) and torchdistill's ``SPKDLoss``, whose CIFAR
-weight is 3000. No segmentation recipe from the AttnFD authors' group was found; the default
-tap is the ASPP output after its ReLU (as CIRKD's feature methods use). The Gram rows are
-normalised, so the loss is invariant to a positive scale of either side's features, and the
-maps of the two sides may differ in channels and size. With a batch of one image the loss is
-always 0 (the only similarity is the image's own).
+with the Gram rows L2-normalised, as in RepDistiller's ``distiller_zoo/SP.py`` (copied into
+ICKD as ``Cifar100/distiller_zoo/SP.py``), whose CIFAR weight is 3000 (``-b 3000``). No
+segmentation recipe from the AttnFD authors' group was found; the default tap is the ASPP
+output after its ReLU (as CIRKD's feature methods use). The Gram rows are normalised, so the
+loss is invariant to a positive scale of either side's features, and the maps of the two
+sides may differ in channels and size. With a batch of one image the loss is always 0 (the
+only similarity is the image's own).
+
+Where the public code differs: torchdistill's ``SPKDLoss`` (``torchdistill/losses/mid_level.py``)
+normalises the Gram rows with ``normalize(G, 1)``, i.e. p=1, an L1 norm, so its rows sum to
+one in absolute value where RepDistiller's and these have unit length; its
+``||G_t - G_s||^2 / B^2`` is otherwise the same.
 """
 
 from __future__ import annotations

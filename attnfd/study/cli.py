@@ -65,9 +65,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="shapes", help="shapes (built in, the default), voc or cityscapes")
     parser.add_argument("--data-root", default=None, help="the data set's folder (default: $ATTNFD_DATA/<dataset>)")
     parser.add_argument("--epochs", type=integer, default=None, help="epochs per trial (default: the data set's recipe)")
-    parser.add_argument("--full-recipe", action="store_true",
-                        help="on shapes, train with the data set's full CPU recipe instead of the quick study "
-                             "recipe (48 px, 192 training images, 4 epochs; teacher 12 epochs)")
     parser.add_argument("--storage", default=None,
                         help="a local folder or a URI such as s3://bucket/path (default: $ATTNFD_RESULTS or "
                              "~/attnfd_results); on a multi-node cluster use a URI or a shared folder")
@@ -107,16 +104,8 @@ def _gpus(args) -> float:
     return 1.0 if torch.cuda.is_available() else 0.0
 
 
-# a study on the built-in data set that ends in about 5 minutes on 2 CPU cores (teacher
-# included), to try the machinery: smaller images and splits, fewer epochs; fields given
-# by flag win. Its scores stay near all-background, so findings need --full-recipe
-QUICK_SHAPES = {"image_size": 48, "train_size": 192, "val_size": 64, "epochs": 4, "teacher_epochs": 12}
-
-
 def _base(args) -> dict:
     base = _set_values(args.overrides)
-    if args.dataset == "shapes" and not args.full_recipe:
-        base = {**QUICK_SHAPES, **base}
     base["dataset"] = args.dataset
     for key in ("data_root", "cache_dir"):
         value = getattr(args, key)
@@ -206,11 +195,15 @@ def search_main(argv: list[str] | None = None) -> None:
         "variant, one Ray Tune trial per config; the paper's setting is evaluated first and ASHA stops poor trials.")
     _common(parser)
     parser.add_argument("--student", default="resnet18", help="the student backbone")
-    parser.add_argument("--num-samples", type=integer, default=8, help="trials in the search")
+    parser.add_argument("--num-samples", type=integer, default=6,
+                        help="trials in the search, besides the reference trial of the student alone (default 6)")
     parser.add_argument("--seed", type=integer, default=0, help="the sampler's and every trial's seed")
     parser.add_argument("--alpha-range", default="0.1:30", help="alpha's log-uniform range, LOW:HIGH")
     parser.add_argument("--search", default="", help="more dimensions to search: teacher_gate, norm, tap_relu, method")
     parser.add_argument("--no-asha", action="store_true", help="run every trial to its last epoch")
+    parser.add_argument("--taps", default="backbone,encoder,decoder",
+                        help="the taps whose subsets are tried: the paper's backbone,encoder,decoder (default) plus any of "
+                             "stage1,stage2,stage3 (the backbone's earlier stages)")
     args = parser.parse_args(argv)
 
     def make_spec():
@@ -222,7 +215,8 @@ def search_main(argv: list[str] | None = None) -> None:
         from attnfd.study.runner import StudySpec
         from attnfd.study.space import SearchSpace
 
-        space = SearchSpace(alpha_range=tuple(alpha_range), extra=tuple(_names(args.search)))
+        space = SearchSpace(alpha_range=tuple(alpha_range), extra=tuple(_names(args.search)),
+                            taps=tuple(_names(args.taps)))
         storage = _storage(args)
         name = _study_name(args, storage, "search", f"search-{args.dataset}-{args.student}")
         return StudySpec(protocol="search", base=base, name=name, space=space, searched=space.dimensions,
@@ -246,6 +240,9 @@ def ablation_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layer-subsets", default="backbone,encoder,decoder",
                         help="alpha protocol: the layer subsets, separated by ';' (e.g. 'encoder;encoder,decoder')")
     parser.add_argument("--methods", default=None, help="methods protocol: the methods (default: every registered)")
+    parser.add_argument("--taps", default="backbone,encoder,decoder",
+                        help="layers protocol: the taps whose subsets are tried: the paper's backbone,encoder,decoder (default) plus any of "
+                             "stage1,stage2,stage3 (the backbone's earlier stages)")
     args = parser.parse_args(argv)
 
     def make_spec():
@@ -267,7 +264,7 @@ def ablation_main(argv: list[str] | None = None) -> None:
         from attnfd.study.runner import StudySpec
 
         cells = protocol_cells(args.protocol, _names(args.students), alphas=alphas, layer_subsets=layer_subsets,
-                               methods=methods)
+                               methods=methods, taps=tuple(_names(args.taps)))
         storage = _storage(args)
         name = _study_name(args, storage, args.protocol, f"{args.protocol}-{args.dataset}")
         return StudySpec(protocol=args.protocol, base=base, name=name, cells=cells, searched=VARIED[args.protocol],

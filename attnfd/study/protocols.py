@@ -1,6 +1,7 @@
 """The paper's protocols as grids of cells; each cell is one table row, repeated over seeds.
 
-- ``layers`` (Table 3): per student, the student alone and AttnFD on each of the 7 layer subsets.
+- ``layers`` (Table 3): per student, the student alone and AttnFD on each of the 7 layer subsets
+  (on each subset of ``taps`` when the backbone stages are added to the paper's three).
 - ``methods`` (Table 1): per student, the student alone and every registered distillation method.
 - ``alpha``: per student, the student alone and AttnFD at each alpha for each layer subset given.
 """
@@ -8,7 +9,9 @@
 from __future__ import annotations
 
 from attnfd.config import ConfigError
-from attnfd.study.space import LAYER_SUBSETS, PAPER_LAYERS
+from attnfd.models.deeplabv3plus import TAPS
+from attnfd.study.space import PAPER_LAYERS, check_taps
+from attnfd.study.space import layer_subsets as subsets_of
 
 PROTOCOLS = ("layers", "methods", "alpha")
 # the config fields a protocol varies (study.json's "searched")
@@ -20,16 +23,18 @@ def _alone(student: str) -> dict:
 
 
 def protocol_cells(protocol: str, students: list[str], *, alphas: list[float] | None = None,
-                   layer_subsets: list[str] | None = None, methods: list[str] | None = None) -> list[dict]:
+                   layer_subsets: list[str] | None = None, methods: list[str] | None = None,
+                   taps: tuple[str, ...] = TAPS) -> list[dict]:
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if not students:
         raise ConfigError("no student given")
+    taps = check_taps(tuple(taps))
     cells = []
     for student in students:
         cells.append(_alone(student))
         if protocol == "layers":
-            cells += [{"backbone": student, "distill": "attnfd", "layers": s} for s in LAYER_SUBSETS]
+            cells += [{"backbone": student, "distill": "attnfd", "layers": s} for s in subsets_of(taps)]
         elif protocol == "methods":
             cells += [{"backbone": student, "distill": m} for m in methods or _registered_methods()]
         else:

@@ -11,11 +11,28 @@ from dataclasses import dataclass, field
 from itertools import combinations
 
 from attnfd.config import ALPHA_SCHEDULES, NORMS, TAP_RELUS, TEACHER_GATES, ConfigError
-from attnfd.names import TAPS
+from attnfd.names import ALL_TAPS, TAPS
 
-# the 7 non-empty subsets of the taps, as the comma-joined strings configs take; strings
-# because Optuna keeps categorical choices as plain values
-LAYER_SUBSETS: tuple[str, ...] = tuple(",".join(c) for n in range(1, len(TAPS) + 1) for c in combinations(TAPS, n))
+
+def layer_subsets(taps: tuple[str, ...] = TAPS) -> tuple[str, ...]:
+    """The non-empty subsets of ``taps`` as the comma-joined strings configs take (strings
+    because Optuna keeps categorical choices as plain values)."""
+    return tuple(",".join(c) for n in range(1, len(taps) + 1) for c in combinations(taps, n))
+
+
+def check_taps(taps: tuple[str, ...]) -> tuple[str, ...]:
+    """``--taps``: the paper's three and any of the backbone stages, in the models' order."""
+    bad = [t for t in taps if t not in ALL_TAPS]
+    if bad:
+        raise ConfigError(f"unknown tap(s) {', '.join(bad)}; choose from {', '.join(ALL_TAPS)}")
+    missing = [t for t in TAPS if t not in taps]
+    if missing:
+        raise ConfigError(f"--taps must keep the paper's taps ({', '.join(TAPS)}); missing {', '.join(missing)}")
+    return tuple(t for t in ALL_TAPS if t in taps)
+
+
+# the 7 non-empty subsets of the paper's taps
+LAYER_SUBSETS: tuple[str, ...] = layer_subsets()
 PAPER_LAYERS = ",".join(TAPS)
 
 
@@ -42,8 +59,11 @@ class SearchSpace:
     alpha_range: tuple[float, float] = (0.1, 30.0)
     extra: tuple[str, ...] = ()
     methods: tuple[str, ...] = field(default_factory=tuple)
+    # the taps whose subsets are searched: the paper's three unless --taps adds stages
+    taps: tuple[str, ...] = TAPS
 
     def __post_init__(self) -> None:
+        self.taps = check_taps(tuple(self.taps))
         low, high = self.alpha_range
         if not 0 < low < high:
             raise ConfigError(f"alpha range must be 0 < low < high, got {low}:{high}")
@@ -61,7 +81,7 @@ class SearchSpace:
 
     def __call__(self, trial) -> None:
         trial.suggest_float("alpha", *self.alpha_range, log=True)
-        trial.suggest_categorical("layers", LAYER_SUBSETS)
+        trial.suggest_categorical("layers", layer_subsets(self.taps))
         trial.suggest_categorical("alpha_schedule", ALPHA_SCHEDULES)
         for name in self.extra:
             if name == METHOD:
