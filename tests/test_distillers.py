@@ -249,11 +249,11 @@ def test_cirkd_memory_holds_the_classes_it_has_seen(models):
     s_logits, s_taps = random_side(students["resnet18"])
     t_logits, t_taps = random_side(teacher)
     labels = torch.full((2, 32, 32), 255)
-    labels[0, :, :16], labels[1, :, 16:] = 2, 5
+    labels[0, :, :16], labels[1, :, 16:] = 1, 3
     d(s_logits, s_taps, targets_of(d, t_logits, t_taps), labels)
     seen = (d.pixel_filled > 0).nonzero().flatten().tolist()
-    assert seen == [2, 5] and (d.region_filled > 0).nonzero().flatten().tolist() == [2, 5]
-    entries = d.pixel_queue[2, : d.pixel_filled[2]]
+    assert seen == [1, 3] and (d.region_filled > 0).nonzero().flatten().tolist() == [1, 3]
+    entries = d.pixel_queue[1, : d.pixel_filled[1]]
     assert torch.allclose(entries.norm(dim=1), torch.ones(len(entries)), atol=1e-5)
     before = (d.pixel_filled.clone(), d.pixel_queue.clone())
     d.eval()(s_logits, s_taps, targets_of(d, t_logits, t_taps), labels)  # evaluation does not enqueue
@@ -340,7 +340,7 @@ def test_every_method_has_documented_defaults():
 
 TINY = {
     "dataset": "shapes", "image_size": 32, "train_size": 4, "val_size": 2, "batch_size": 2, "head_channels": 16,
-    "teacher_backbone": "resnet18", "teacher_epochs": 1, "epochs": 1, "device": "cpu", "amp": False,
+    "teacher_backbone": "resnet18", "teacher_epochs": 1, "epochs": 1, "device": "cpu", "amp": False, "lr": 0.02,
 }
 
 

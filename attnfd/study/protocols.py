@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from attnfd.config import ConfigError
-from attnfd.models.deeplabv3plus import TAPS
+from attnfd.names import TAPS
 from attnfd.study.space import PAPER_LAYERS, check_taps
 from attnfd.study.space import layer_subsets as subsets_of
 
