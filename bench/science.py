@@ -3,6 +3,7 @@ baseline at its default weight, over seeds, with the share of the gap each recov
 
     python bench/science.py --seeds 3                      # teacher, plain, attnfd and the baselines
     python bench/science.py --seeds 3 --methods attnfd     # only AttnFD against the plain student
+    python bench/science.py --seeds 3 --methods attnfd --recipe official   # the official code's choices
 
 For each method the line gives its mean val mIoU over the seeds, the gain over the plain
 student, the share of the teacher-student gap that gain is, and two p-values against the
@@ -104,11 +105,12 @@ def main() -> None:
     parser.add_argument("--student", default="resnet18")
     parser.add_argument("--methods", default=None, help="comma-separated (default: attnfd and every baseline)")
     parser.add_argument("--controls", action="store_true", help="also train the per-pixel and 7 px controls")
+    parser.add_argument("--recipe", default="paper", help="paper (default) or official (README, recipe=official)")
     parser.add_argument("--cache-dir", default=None)
     args = parser.parse_args()
     methods = args.methods.split(",") if args.methods else sorted(DISTILLERS, key=lambda m: (m != "attnfd", m))
 
-    base = {"dataset": "shapes", "backbone": args.student, "cache_dir": args.cache_dir}
+    base = {"dataset": "shapes", "backbone": args.student, "cache_dir": args.cache_dir, "recipe": args.recipe}
     started = time.perf_counter()
     teacher_file = prepare_teacher(TrainConfig.from_dict({**base, "distill": "attnfd"}))
     teacher = saved_miou(teacher_file)
