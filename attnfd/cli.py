@@ -136,6 +136,7 @@ def _train(args: argparse.Namespace) -> None:
     if config.out_dir is None:
         config = dataclasses.replace(config, out_dir=default_out_dir(config))
     _check_out_dir(config, overwrite)
+    from attnfd import checkpoint as ckpt
     from attnfd.progress import ProgressLog
     from attnfd.teachers import prepare_teacher, saved_miou, teacher_dir
     from attnfd.trainer import NonFiniteLossError, fit
@@ -143,7 +144,7 @@ def _train(args: argparse.Namespace) -> None:
     teacher_line = None
     if config.distilling:
         # the teacher first, in its own words (cached, or trained now), so the summary can say which
-        cached = config.teacher_checkpoint is not None or (teacher_dir(config)[0] / "model.pt").is_file()
+        cached = config.teacher_checkpoint is not None or (teacher_dir(config)[0] / ckpt.MODEL_FILE).is_file()
         teacher_file = prepare_teacher(config)
         config = dataclasses.replace(config, teacher_checkpoint=str(teacher_file))
         origin = "given" if values.get("teacher_checkpoint") else "from the cache" if cached else "trained by this run"
