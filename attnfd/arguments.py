@@ -8,6 +8,7 @@ the value given and what would be accepted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import typing
@@ -61,3 +62,37 @@ def image_size(text: str) -> int | tuple[int, ...]:
     if "x" in text:
         return integers(text, "x")
     return integer(text)
+
+
+def field_type(field: dataclasses.Field):
+    """The value type of a training config field's flag, read from its annotation."""
+    hint = str(field.type)
+    if "bool" in hint:
+        return true_or_false
+    if "tuple[int" in hint:
+        return integers
+    if "int" in hint and "float" not in hint:
+        return integer
+    if "float" in hint:
+        return finite_float
+    if field.name == "image_size":
+        return image_size
+    return str
+
+
+def config_overrides(items: list[str]) -> dict:
+    """``FIELD=VALUE`` items (``--set``) as training config values, each typed as its flag."""
+    from attnfd.config import ConfigError, TrainConfig
+
+    types = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    values = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in types:
+            raise ConfigError(f"--set takes FIELD=VALUE with a training config field, got {item!r}")
+        try:
+            values[key] = field_type(types[key])(text)
+        except (argparse.ArgumentTypeError, ValueError) as err:
+            raise ConfigError(f"--set {key}: {err}") from None
+    return values

@@ -16,7 +16,7 @@ import sys
 import typing
 from pathlib import Path
 
-from attnfd.arguments import OneLineParser, finite_float, image_size, integer, integers, true_or_false
+from attnfd.arguments import OneLineParser, field_type, integer
 from attnfd.config import ConfigError, TrainConfig
 from attnfd.paths import MODEL_FILE, STATE_FILE, checkpoint_files, folder_problem
 
@@ -54,26 +54,11 @@ HELP = {
 }
 
 
-def _flag_type(field: dataclasses.Field):
-    hint = str(field.type)
-    if "bool" in hint:
-        return true_or_false
-    if "tuple[int" in hint:
-        return integers
-    if "int" in hint and "float" not in hint:
-        return integer
-    if "float" in hint:
-        return finite_float
-    if field.name == "image_size":
-        return image_size
-    return str
-
-
 def _train_parser(sub) -> argparse.ArgumentParser:
     parser = sub.add_parser("train", help="train a teacher or a student (optionally distilled)",
                             description="Train a DeepLabV3+ teacher or student. Unset options take the data set's recipe.")
     for field in dataclasses.fields(TrainConfig):
-        parser.add_argument("--" + field.name.replace("_", "-"), dest=field.name, type=_flag_type(field),
+        parser.add_argument("--" + field.name.replace("_", "-"), dest=field.name, type=field_type(field),
                             default=None, help=HELP.get(field.name))
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the run already in --out-dir (default: stop and say how to continue it)")

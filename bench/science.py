@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import torch
 from scipy import stats
 
+from attnfd.arguments import config_overrides
 from attnfd.config import TrainConfig
 from attnfd.data import build_dataset
 from attnfd.distill import DISTILLERS
@@ -32,11 +36,14 @@ from attnfd.teachers import prepare_teacher, saved_miou
 from attnfd.trainer import fit
 
 
-def _run(base: dict, seed: int, distill: str | None) -> tuple[float, float]:
+def _run(base: dict, seed: int, distill: str | None, threads: int) -> tuple[str, int, float, float]:
+    # a run's numbers depend on its thread count (summation order), so every run of one
+    # invocation uses the same count and the pairs by seed stay exact
+    torch.set_num_threads(threads)
     config = {**base, "seed": seed, "distill": distill, "out_dir": tempfile.mkdtemp(prefix="science-")}
     started = time.perf_counter()
     row = fit(config)
-    return row["miou"], time.perf_counter() - started
+    return distill or "none", seed, row["miou"], time.perf_counter() - started
 
 
 class PixelClassifier(torch.nn.Module):
@@ -107,10 +114,17 @@ def main() -> None:
     parser.add_argument("--controls", action="store_true", help="also train the per-pixel and 7 px controls")
     parser.add_argument("--recipe", default="paper", help="paper (default) or official (README, recipe=official)")
     parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="student runs at once, the cores shared among them (2 on 2 cores keeps both busy "
+                             "through the single-threaded parts and is less hurt by other load)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a training config field for every run, e.g. --set alpha=2 (repeatable; a teacher "
+                             "field such as teacher_epochs changes the teacher too)")
     args = parser.parse_args()
     methods = args.methods.split(",") if args.methods else sorted(DISTILLERS, key=lambda m: (m != "attnfd", m))
 
-    base = {"dataset": "shapes", "backbone": args.student, "cache_dir": args.cache_dir, "recipe": args.recipe}
+    base = {"dataset": "shapes", "backbone": args.student, "cache_dir": args.cache_dir, "recipe": args.recipe,
+            **config_overrides(args.overrides)}
     started = time.perf_counter()
     teacher_file = prepare_teacher(TrainConfig.from_dict({**base, "distill": "attnfd"}))
     teacher = saved_miou(teacher_file)
@@ -125,14 +139,17 @@ def main() -> None:
             print(json.dumps({"run": f"control {name}", "images": images, "miou": round(control(model, config, images), 4),
                               "seconds": round(time.perf_counter() - started)}), flush=True)
 
-    scores: dict[str, list[float]] = {"none": []}
-    for method in ["none", *methods]:
-        scores[method] = []
-        for seed in range(args.seeds):
-            miou, seconds = _run(base, seed, None if method == "none" else method)
-            scores[method].append(miou)
+    runs = [(None if method == "none" else method, seed) for method in ["none", *methods] for seed in range(args.seeds)]
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    print(f"{len(runs)} student runs, {args.jobs} at a time with {threads} thread(s) each", flush=True)
+    results: dict[tuple[str, int], float] = {}
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for done in as_completed([pool.submit(_run, base, seed, distill, threads) for distill, seed in runs]):
+            method, seed, miou, seconds = done.result()
+            results[method, seed] = miou
             print(json.dumps({"run": method, "seed": seed, "miou": round(miou, 4), "seconds": round(seconds)}),
                   flush=True)
+    scores = {method: [results[method, seed] for seed in range(args.seeds)] for method in ["none", *methods]}
 
     plain = scores.pop("none")
     print(f"\nteacher {TrainConfig.from_dict(base).teacher_backbone}: {teacher:.4f}")

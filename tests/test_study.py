@@ -78,6 +78,8 @@ def test_search_writes_a_row_per_reported_epoch(tmp_path, teacher_cache, capsys)
     assert len(re.findall(r"^trial \S+ started: resnet18 \+ attnfd, alpha ", console, re.MULTILINE)) == 3
     assert len(re.findall(r"^trial \S+: epoch 1/2", console, re.MULTILINE)) == 4
     assert "Trial status" not in console and "Current time" not in console
+    # neither Tune's start-of-run box nor colour codes on the lines forwarded from workers
+    assert "Configuration for experiment" not in console and "\x1b[" not in console
     trials = {t: rows for t, rows in trials.items() if t != ref_id}
     for trial_id, rows in trials.items():
         results = reported(storage, "s", trial_id)

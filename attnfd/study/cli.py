@@ -8,7 +8,6 @@ input ends the program with one line on stderr and exit status 2, before Ray sta
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import sys
@@ -16,8 +15,8 @@ import typing
 from datetime import datetime
 from pathlib import Path
 
-from attnfd.arguments import OneLineParser, finite_float, integer
-from attnfd.config import ConfigError, TrainConfig
+from attnfd.arguments import OneLineParser, config_overrides, finite_float, integer
+from attnfd.config import ConfigError
 
 
 def _fail(prog: str, message: str) -> typing.NoReturn:
@@ -42,23 +41,6 @@ def _floats(text: str, flag: str) -> list[float]:
 
 def _names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
-
-
-def _set_values(items: list[str]) -> dict:
-    from attnfd.cli import _flag_type
-
-    types = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    values = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in types:
-            raise ConfigError(f"--set takes FIELD=VALUE with a training config field, got {item!r}")
-        try:
-            values[key] = _flag_type(types[key])(text)
-        except (argparse.ArgumentTypeError, ValueError) as err:
-            raise ConfigError(f"--set {key}: {err}") from None
-    return values
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -105,7 +87,7 @@ def _gpus(args) -> float:
 
 
 def _base(args) -> dict:
-    base = _set_values(args.overrides)
+    base = config_overrides(args.overrides)
     base["dataset"] = args.dataset
     for key in ("data_root", "cache_dir"):
         value = getattr(args, key)

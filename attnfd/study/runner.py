@@ -8,6 +8,7 @@ the trials' checkpoints and the ``results/`` Parquet files.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -109,6 +110,9 @@ def _init_ray(spec: StudySpec) -> bool:
     """Connect to the cluster (or start a local instance); True if this call started Ray."""
     import ray
 
+    if not sys.stdout.isatty():
+        # the lines Ray forwards from its workers would carry colour codes into a log file
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     if ray.is_initialized():
         return False
     # the usage-stats report would dial out of the machine
@@ -244,6 +248,21 @@ def _tuner(spec: StudySpec, trainable):
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
 
+@contextlib.contextmanager
+def _tune_console(verbose: int):
+    """Tune's newer console prints a box at the start at every verbosity; its older one is
+    silent at verbosity 0, which leaves the console to TrialEvents. Read by Tune when the
+    run starts, so it is set for this run only (a user's own setting wins)."""
+    if verbose > 0 or "RAY_AIR_NEW_OUTPUT" in os.environ:
+        yield
+        return
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    try:
+        yield
+    finally:
+        del os.environ["RAY_AIR_NEW_OUTPUT"]
+
+
 def run_study(spec: StudySpec) -> list[dict]:
     """Run (or resume) the study; returns each trial's last row, as in summary.parquet."""
     configs = validate(spec)
@@ -278,7 +297,8 @@ def run_study(spec: StudySpec) -> list[dict]:
             tuner = tune.Tuner.restore(spec.experiment, trainable=trainable, resume_errored=True)
         else:
             tuner = _tuner(spec, trainable)
-        tuner.fit()
+        with _tune_console(spec.verbose):
+            tuner.fit()
         return res.write_summary(spec.storage, spec.name)
     finally:
         if started:
