@@ -22,6 +22,7 @@ from analysis_results_folder import (
     trial,
     write_study,
 )
+from scipy import stats as scipy_stats
 from scipy.special import betainc
 
 from attnfd.analysis import analyse, load_study, protocol_table, write
@@ -32,8 +33,13 @@ from attnfd.analysis.search import importances, optuna_study, value_distribution
 REPO = Path(__file__).resolve().parents[1]
 
 
+def t_tail(t: float, df: float) -> float:
+    """Two-sided tail of Student's t, via the regularised incomplete beta."""
+    return float(betainc(df / 2, 0.5, df / (df + t * t)))
+
+
 def welch_by_hand(a: list[float], b: list[float]) -> float:
-    """Welch's two-sided p from its definition; the t tail via the regularised incomplete beta."""
+    """Welch's two-sided p from its definition."""
     na, nb = len(a), len(b)
     ma, mb = sum(a) / na, sum(b) / nb
     va = sum((x - ma) ** 2 for x in a) / (na - 1)
@@ -41,28 +47,60 @@ def welch_by_hand(a: list[float], b: list[float]) -> float:
     se2 = va / na + vb / nb
     t = (ma - mb) / math.sqrt(se2)
     df = se2**2 / ((va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1))
-    return float(betainc(df / 2, 0.5, df / (df + t * t)))
+    return t_tail(t, df)
+
+
+def paired_by_hand(a: dict, b: dict) -> tuple[float, float, float, float]:
+    """Mean paired difference over the shared seeds, its 95% t interval and the paired t p
+    (NaN for the interval and p when the differences do not vary)."""
+    d = [a[s] - b[s] for s in sorted(set(a) & set(b))]
+    n, m = len(d), sum(d) / len(d)
+    sd = math.sqrt(sum((x - m) ** 2 for x in d) / (n - 1))
+    if sd == 0:
+        return m, math.nan, math.nan, math.nan
+    half = scipy_stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    return m, m - half, m + half, t_tail(m / (sd / math.sqrt(n)), n - 1)
+
+
+def holm_by_hand(p: dict) -> dict:
+    """Holm's step-down over the finite p-values, written out: the k-th smallest times (m - k + 1),
+    never below the one before, at most 1."""
+    tested = sorted((v, k) for k, v in p.items() if math.isfinite(v))
+    out, running = {k: math.nan for k in p}, 0.0
+    for i, (v, k) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - i) * v))
+        out[k] = running
+    return out
 
 
 # per row of the resnet18 block: (mIoU % per completed seed, pixel accuracy % per seed with one)
 HAND = {
-    "resnet18 | none": ([60, 62, 64], [70, 71, 72]),
-    "resnet18 | attnfd | layers=backbone": ([60, 57, 63], [70, 68]),  # seed 1 from epoch 1; seed 2 has no accuracy
-    "resnet18 | attnfd | layers=encoder": ([65, 67], [75, 77]),  # seed 2 never ran
-    "resnet18 | attnfd | layers=decoder": ([70, 71, 72], [80, 80, 83]),
-    "resnet18 | attnfd | layers=backbone+decoder": ([], []),  # its one trial failed
-    "resnet18 | attnfd | layers=backbone+encoder+decoder": ([72, 74], [82, 84]),  # seed 2 failed
+    "resnet18 | none": ({0: 60, 1: 62, 2: 64}, {0: 70, 1: 71, 2: 72}),
+    # seed 1 from epoch 1; seed 2 has no accuracy
+    "resnet18 | attnfd | layers=backbone": ({0: 60, 1: 57, 2: 63}, {0: 70, 1: 68}),
+    "resnet18 | attnfd | layers=encoder": ({0: 65, 1: 67}, {0: 75, 1: 77}),  # seed 2 never ran
+    "resnet18 | attnfd | layers=decoder": ({0: 70, 1: 71, 2: 72}, {0: 80, 1: 80, 2: 83}),
+    "resnet18 | attnfd | layers=backbone+decoder": ({}, {}),  # its one trial failed
+    "resnet18 | attnfd | layers=backbone+encoder+decoder": ({0: 72, 1: 74}, {0: 82, 1: 84}),  # seed 2 failed
 }
 BASE, BEST = "resnet18 | none", "resnet18 | attnfd | layers=backbone+encoder+decoder"
 
 
 def mean(v):
+    v = list(v.values()) if isinstance(v, dict) else v
     return sum(v) / len(v)
 
 
 def std(v):
+    v = list(v.values()) if isinstance(v, dict) else v
     m = mean(v)
     return math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+
+
+def hand_holm(metric: int) -> dict:
+    """Holm-corrected paired p of each resnet18 row against the plain student (metric 0: mIoU, 1: accuracy)."""
+    return holm_by_hand({label: paired_by_hand(values[metric], HAND[BASE][metric])[3]
+                         for label, values in HAND.items() if label != BASE and values[metric]})
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +134,10 @@ def search_analysis(search):
 def test_table3_numbers_match_hand_computation(layers):
     table = protocol_table(layers)
     frame = table.frame.set_index("row")
+    holm = (hand_holm(0), hand_holm(1))
+    # the family: the rows whose paired differences vary (encoder's and all-taps' mIoU gain 5 and 12 at both seeds)
+    assert {k for k, v in holm[0].items() if math.isfinite(v)} == {"resnet18 | attnfd | layers=backbone",
+                                                                  "resnet18 | attnfd | layers=decoder"}
     for label, (miou, acc) in HAND.items():
         r = frame.loc[label]
         assert r["miou_n"] == len(miou) and r["pixel_acc_n"] == len(acc)
@@ -107,61 +149,114 @@ def test_table3_numbers_match_hand_computation(layers):
         assert r["pixel_acc_pct_mean"] == pytest.approx(mean(acc))
         assert r["pixel_acc_pct_std"] == pytest.approx(std(acc))
         if label == BASE:
-            assert pd.isna(r["miou_pct_delta"]) and bool(r["is_base"])
+            assert pd.isna(r["miou_pct_delta"]) and pd.isna(r["miou_p"]) and bool(r["is_base"])
             continue
-        base_miou, base_acc = HAND[BASE]
-        assert r["miou_pct_delta"] == pytest.approx(mean(miou) - mean(base_miou))
-        assert r["pixel_acc_pct_delta"] == pytest.approx(mean(acc) - mean(base_acc))
-        assert r["miou_p_vs_base"] == pytest.approx(welch_by_hand(miou, base_miou), rel=1e-9)
-        assert r["pixel_acc_p_vs_base"] == pytest.approx(welch_by_hand(acc, base_acc), rel=1e-9)
+        for i, metric in enumerate(("miou", "pixel_acc")):
+            mine, base = (miou, acc)[i], HAND[BASE][i]
+            diff, low, high, p = paired_by_hand(mine, base)
+            assert r[f"{metric}_test"] == "paired t" and r[f"{metric}_pairs"] == len(set(mine) & set(base))
+            assert r[f"{metric}_pct_delta"] == pytest.approx(mean(mine) - mean(base))
+            assert r[f"{metric}_pct_diff"] == pytest.approx(diff)
+            for column, expected in ((f"{metric}_pct_ci_low", low), (f"{metric}_pct_ci_high", high), (f"{metric}_p", p),
+                                     (f"{metric}_p_corrected", holm[i][label])):
+                assert (pd.isna(r[column]) and math.isnan(expected)) or r[column] == pytest.approx(expected, rel=1e-9), column
+            assert r[f"{metric}_p_welch"] == pytest.approx(welch_by_hand(list(mine.values()), list(base.values())),
+                                                           rel=1e-9)
+            assert bool(r[f"{metric}_significant"]) == (holm[i][label] < 0.05)
+    # decoder: differences 10, 9, 8 over 3 seeds; its exact p is the sign-flip floor 2 / 2**3
+    assert frame.loc["resnet18 | attnfd | layers=decoder", "miou_p_exact"] == pytest.approx(0.25)
+    assert frame.loc["resnet18 | attnfd | layers=decoder", "miou_paired_seeds"] == "0,1,2"
     for label, (miou, _) in HAND.items():
         if miou and label != BEST:
-            assert frame.loc[label, "miou_pct_vs_best"] == pytest.approx(mean(miou) - 73)
-            assert frame.loc[label, "miou_p_vs_best"] == pytest.approx(welch_by_hand(miou, HAND[BEST][0]), rel=1e-9)
+            diff, _, _, p = paired_by_hand(miou, HAND[BEST][0])
+            assert frame.loc[label, "miou_pct_vs_best"] == pytest.approx(diff)
+            got = frame.loc[label, "miou_p_vs_best"]
+            assert (pd.isna(got) and math.isnan(p)) or got == pytest.approx(p, rel=1e-9)
     assert frame.loc[BEST, "is_best"] and frame["is_best"].sum() == 2  # one per student
     assert frame.loc["resnet18 | attnfd | layers=encoder", "missing_seeds"] == "2"
     assert frame.loc[BEST, "failed"] == 1
-    # both sides without spread (deterministic seeds): a delta, but no test
+    # differences without spread (deterministic seeds): a difference, but no test
     mobile = frame.loc["mobilenet_v2 | attnfd | layers=decoder"]
-    assert mobile["miou_pct_delta"] == pytest.approx(5) and pd.isna(mobile["miou_p_vs_base"])
-    assert frame.loc[BASE, "params_m"] == pytest.approx(16.6)
+    assert mobile["miou_pct_diff"] == pytest.approx(5) and pd.isna(mobile["miou_p"]) and pd.isna(mobile["miou_pct_ci_low"])
+    assert frame.loc[BASE, "params_m"] == pytest.approx(16.6) and set(frame["correction"]) == {"holm"}
 
 
 def test_table3_has_the_papers_form(layers):
     table = protocol_table(layers)
     assert table.header == ["Student", "Backbone", "Encoder", "Decoder", "Seeds", "val mIoU (%)",
+                            "Δ mIoU vs no distillation [95% CI]", "test", "p", "Holm p", "p exact",
                             "val Accuracy (%)", "vs best mIoU"]
     body = [" | ".join(cells) for cells in table.body]
-    by_layers = {k.partition("layers=")[2] or "none": v for k, v in HAND.items()}
-    b, b_acc = by_layers["none"]
-    bb, bb_acc = by_layers["backbone"]
-    e, e_acc = by_layers["encoder"]
-    d, d_acc = by_layers["decoder"]
-    a, a_acc = by_layers["backbone+encoder+decoder"]
+    holm, holm_acc = hand_holm(0), hand_holm(1)
 
-    def p(x, y):
-        return f"p={welch_by_hand(x, y):.3f}"
+    def row(layers: str) -> str:
+        return f"resnet18 | attnfd | layers={layers}"
+
+    def gain(layers: str) -> str:
+        d, low, high, _ = paired_by_hand(HAND[row(layers)][0], HAND[BASE][0])
+        return f"{d:+.2f} [{low:+.2f}, {high:+.2f}]" if math.isfinite(low) else f"{d:+.2f}"
+
+    def p(value: float) -> str:
+        return "" if math.isnan(value) else "<0.001" if value < 0.001 else f"{value:.3f}"
+
+    def corrected(value: float) -> str:
+        return p(value) + (" *" if value < 0.05 else "")
+
+    def raw(layers: str) -> str:
+        return p(paired_by_hand(HAND[row(layers)][0], HAND[BASE][0])[3])
+
+    def acc(layers: str) -> str:
+        d = paired_by_hand(HAND[row(layers)][1], HAND[BASE][1])[0]
+        return f"{d:+.2f}, Holm p={corrected(holm_acc[row(layers)])}"
+
+    def vs_best(layers: str) -> str:
+        d, _, _, pb = paired_by_hand(HAND[row(layers) if layers else BASE][0], HAND[BEST][0])
+        return f"{d:+.2f}" + (f" (paired p={pb:.3f})" if math.isfinite(pb) else "")
 
     assert body == [
-        f"resnet18 | n/a | n/a | n/a | 3/3 | 62.00 ± 2.00 | 71.00 ± 1.00 | -11.00 ({p(b, a)})",
-        f"resnet18 | ✓ |  |  | 3/3 † | 60.00 ± 3.00 (-2.00, {p(bb, b)}) | 69.00 ± 1.41 (-2.00, {p(bb_acc, b_acc)}) [n=2] | -13.00 ({p(bb, a)})",
-        f"resnet18 |  | ✓ |  | 2/3 † | 66.00 ± 1.41 (+4.00, {p(e, b)}) | 76.00 ± 1.41 (+5.00, {p(e_acc, b_acc)}) | -7.00 ({p(e, a)})",
-        f"resnet18 |  |  | ✓ | 3/3 | 71.00 ± 1.00 (+9.00, {p(d, b)}) | 81.00 ± 1.73 (+10.00, {p(d_acc, b_acc)}) | -2.00 ({p(d, a)})",
-        "resnet18 | ✓ |  | ✓ | 0/3 † | - | - | -",
-        f"resnet18 | ✓ | ✓ | ✓ | 2/3 † | 73.00 ± 1.41 (+11.00, {p(a, b)}) | 83.00 ± 1.41 (+12.00, {p(a_acc, b_acc)}) | best",
-        "mobilenet_v2 | n/a | n/a | n/a | 3/3 | 50.00 ± 0.00 | 60.00 ± 0.00 | -5.00",
-        "mobilenet_v2 |  |  | ✓ | 3/3 | 55.00 ± 0.00 (+5.00) | 65.00 ± 0.00 (+5.00) | best",
+        f"resnet18 | n/a | n/a | n/a | 3/3 | 62.00 ± 2.00 |  |  |  |  |  | 71.00 ± 1.00 | {vs_best('')}",
+        f"resnet18 | ✓ |  |  | 3/3 † | 60.00 ± 3.00 | {gain('backbone')} | paired t, 3 seeds | {raw('backbone')} | "
+        f"{corrected(holm[row('backbone')])} | 0.500 | 69.00 ± 1.41 [n=2] ({acc('backbone')}) | {vs_best('backbone')}",
+        f"resnet18 |  | ✓ |  | 2/3 † | 66.00 ± 1.41 | {gain('encoder')} | paired t, 2 seeds |  |  | 0.500 | "
+        f"76.00 ± 1.41 ({acc('encoder')}) | {vs_best('encoder')}",
+        f"resnet18 |  |  | ✓ | 3/3 | 71.00 ± 1.00 | {gain('decoder')} | paired t, 3 seeds | {raw('decoder')} | "
+        f"{corrected(holm[row('decoder')])} | 0.250 | 81.00 ± 1.73 ({acc('decoder')}) | {vs_best('decoder')}",
+        "resnet18 | ✓ |  | ✓ | 0/3 † | - | - |  |  |  |  | - | -",
+        f"resnet18 | ✓ | ✓ | ✓ | 2/3 † | 73.00 ± 1.41 | {gain('backbone,encoder,decoder'.replace(',', '+'))} | "
+        f"paired t, 2 seeds |  |  | 0.500 | 83.00 ± 1.41 ({acc('backbone+encoder+decoder')}) | best",
+        "mobilenet_v2 | n/a | n/a | n/a | 3/3 | 50.00 ± 0.00 |  |  |  |  |  | 60.00 ± 0.00 | -5.00",
+        "mobilenet_v2 |  |  | ✓ | 3/3 | 55.00 ± 0.00 | +5.00 | paired t, 3 seeds |  |  | 0.250 | 65.00 ± 0.00 (+5.00) | best",
     ]
+    # the decoder row stays significant after Holm's correction; backbone's loss does not
+    assert holm[row("decoder")] < 0.05 < holm[row("backbone")]
     assert table.bold == {5, 7} and table.rule_before == {6}
     notes = "\n".join(table.notes)
     assert "layers=encoder: 2 of 3 seeds (missing seed 2)" in notes
     assert "failed after epoch 1: loss is nan at epoch 2, step 1 (ce=nan)" in notes
     assert "has no val Accuracy at epoch 2" in notes
+    assert "Holm's correction over each block's comparisons with its no-distillation row (resnet18: 2)" in notes
     markdown = to_markdown(table)
     assert "| **resnet18** | **✓** | **✓** | **✓** | **2/3 †** |" in markdown
     lines = [line for line in markdown.splitlines() if line.startswith("|")]
     assert len(lines) == 2 + len(table.body)
     assert all(len(re.split(r"(?<!\\)\|", line)) - 2 == len(table.header) for line in lines)
+
+
+def test_benjamini_hochberg_on_request(layers):
+    """--correction bh: the same raw p-values, stepped up instead of down."""
+    frame = protocol_table(layers, correction="bh").frame.set_index("row")
+    raw = {label: paired_by_hand(HAND[label][1], HAND[BASE][1])[3] for label in HAND if label != BASE and HAND[label][1]}
+    ranked = sorted(raw, key=raw.get)
+    m = len(ranked)
+    # by hand: the k-th smallest times m / k, never above the one after it
+    expected, running = {}, 1.0
+    for k in range(m, 0, -1):
+        running = min(running, raw[ranked[k - 1]] * m / k)
+        expected[ranked[k - 1]] = running
+    for label, value in expected.items():
+        assert frame.loc[label, "pixel_acc_p_corrected"] == pytest.approx(value, rel=1e-9)
+    assert set(frame["correction"]) == {"bh"}
+    assert protocol_table(layers, correction="bh").header[9] == "BH p"
 
 
 def test_latex_is_booktabs_with_balanced_braces_and_full_rows(layers):
