@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -416,3 +417,41 @@ def test_search_trials_run_in_the_order_of_their_first_report(tmp_path):
 
     curve = best_so_far(study).data[0]
     assert list(curve.x) == [2, 4, 6] and list(curve.y) == pytest.approx([20.0, 50.0, 50.0])
+
+
+def readme_block(heading: str) -> str:
+    """The first indented code block after a README heading, dedented."""
+    text = (REPO / "README.md").read_text().split(heading, 1)[1]
+    lines, started = [], False
+    for line in text.splitlines():
+        if line.startswith("    ") or (started and not line.strip()):
+            started = True
+            lines.append(line[4:])
+        elif started:
+            break
+    return "\n".join(lines)
+
+
+def test_the_readmes_pandas_expressions_rebuild_table3(storage):
+    """README, "Every number from the rows": run as written on the study's rows, it gives the CSV's numbers."""
+    code = readme_block("### Every number from the rows")
+    code = re.sub(r'^STUDY = .*$', f"STUDY = {str(storage / 'ablation')!r}", code, count=1, flags=re.MULTILINE)
+    found: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy on rows with one seed or no spread
+        exec(compile(code, "README.md", "exec"), found)
+    holm_frame = protocol_table(load_study(storage / "ablation")).frame.set_index("row")
+    bh_frame = protocol_table(load_study(storage / "ablation"), correction="bh").frame.set_index("row")
+    assert set(found["table"]) == {"backbone", "encoder", "decoder", "backbone,encoder,decoder"}  # the failed row has none
+    for layers, values in found["table"].items():
+        row = holm_frame.loc[f"resnet18 | attnfd | layers={layers.replace(',', '+')}"]
+        for key, column in (("mean", "miou_pct_mean"), ("std", "miou_pct_std"), ("n", "miou_n"), ("diff", "miou_pct_diff"),
+                            ("ci_low", "miou_pct_ci_low"), ("ci_high", "miou_pct_ci_high"), ("p", "miou_p"),
+                            ("p_welch", "miou_p_welch")):
+            expected = row[column]
+            assert (pd.isna(expected) and math.isnan(values[key])) or values[key] == pytest.approx(expected, rel=1e-9), \
+                (layers, key)
+    for layers in found["p"].index:
+        label = f"resnet18 | attnfd | layers={layers.replace(',', '+')}"
+        assert found["holm"][layers] == pytest.approx(holm_frame.loc[label, "miou_p_corrected"], rel=1e-9)
+        assert found["bh"][layers] == pytest.approx(bh_frame.loc[label, "miou_p_corrected"], rel=1e-9)

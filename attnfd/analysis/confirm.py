@@ -45,8 +45,12 @@ def _same(a, b) -> bool:
 
 
 def _cell_of(row: Row, cells: list[dict]) -> dict | None:
+    """The cell a row ran: the reference for the student alone (whose config still carries the
+    base's alpha and layers), else the distilled cell with the row's searched values."""
     config = row.config
     for cell in cells:
+        if bool(cell.get("reference")) != row.is_base:
+            continue
         if all(_same(config.get(k), v) for k, v in (cell.get("values") or {}).items()):
             return cell
     return None
@@ -87,7 +91,8 @@ class Confirmation:
         self.confirmed_rank = {id(r): i for i, r in enumerate(self.ranked, 1)}
         searched = sorted((r for r in self.rows if math.isfinite(self.search_miou[id(r)])),
                           key=lambda r: -self.search_miou[id(r)])
-        self.search_rank = {id(r): i for i, r in enumerate(searched, 1)}
+        # these rows in the order of their search results (the reference among them)
+        self.search_order = {id(r): i for i, r in enumerate(searched, 1)}
         # every distilled row against the paper's setting, corrected over those comparisons
         self.vs_paper: dict[int, Comparison] = {}
         self.p_paper: dict[int, float] = {}
@@ -110,7 +115,7 @@ class Confirmation:
         text = f"against {against}: {difference_cell(c)} points ({test_cell(c)}"
         if math.isfinite(c.p):
             text += f", p={format_number_p(c.p)}, {CORRECTION_SHORT[self.correction]} p={format_number_p(p_corrected)}"
-            text += f" over {family} comparisons)"
+            text += f" over {family} comparison{'s' if family != 1 else ''})"
             beats = p_corrected < ALPHA and c.diff > 0
             text += ": beats it" if beats else ": not significant" if p_corrected >= ALPHA else ": significantly worse"
         else:
@@ -128,11 +133,8 @@ class Confirmation:
         best = self.best
         if best is None:
             return lines + ["no confirmed result yet"]
-        s = best.metrics["miou"]
-        rank = self.search_rank.get(id(best))
         lines.append(f"confirmed best: {role(self.cell[id(best)])}, {best.label}: val mIoU {summary_cell(best, 'miou')} "
-                     f"over seeds {seeds} ({s.n} completed; search rank {rank if rank else MISSING} of "
-                     f"{len(self.search_rank)})")
+                     f"over seeds {seeds} ({best.metrics['miou'].n} completed)")
         if self.paper is best:
             lines.append("the confirmed best is the paper's setting itself")
         elif self.paper is not None:
@@ -148,14 +150,13 @@ class Confirmation:
         return lines
 
     def ranking_line(self) -> str:
-        both = [r for r in self.rows if id(r) in self.search_rank and id(r) in self.confirmed_rank]
-        search_best = min(self.search_rank, key=self.search_rank.get, default=None)
-        named = next((r for r in self.rows if id(r) == search_best), None)
+        both = [r for r in self.rows if id(r) in self.search_order and id(r) in self.confirmed_rank]
+        named = next((r for r in self.rows if (self.cell[id(r)] or {}).get("search_rank") == 1), None)
         text = (f"ranking: the search's best ({role(self.cell[id(named)])}) is confirmed rank "
                 f"{self.confirmed_rank.get(id(named), MISSING)} of {len(self.confirmed_rank)}") if named else \
             "ranking: no confirmed config has a search result"
         if len(both) >= 3:
-            tau = stats.kendalltau([self.search_rank[id(r)] for r in both], [self.confirmed_rank[id(r)] for r in both])
+            tau = stats.kendalltau([self.search_order[id(r)] for r in both], [self.confirmed_rank[id(r)] for r in both])
             text += (f"; Kendall's tau between the search's order (one run each) and the confirmed order (mean over "
                      f"the seeds) {tau.statistic:+.2f} over {len(both)} configs")
         return text
@@ -165,7 +166,7 @@ class Confirmation:
         dims = [d for d in self.study.searched if any(d in (c.get("values") or {}) for c in self.cells)]
         seeds = ", ".join(map(str, self.meta.get("seeds") or []))
         search_seed = self.meta.get("search_seed")
-        header = ["Rank", "Config", *dims, "Seeds", "val mIoU (%)", "Search rank",
+        header = ["Rank", "Config", *dims, "Seeds", "val mIoU (%)", "Search order",
                   f"Search val mIoU (%), seed {format_value(search_seed)}",
                   "Δ vs no distillation [95% CI]", "p vs none", f"{short} p vs none",
                   "Δ vs paper's setting [95% CI]", "p vs paper", f"{short} p vs paper"]
@@ -177,7 +178,7 @@ class Confirmation:
             cell = self.cell[id(row)]
             c_base, c_paper = row.vs_base.get("miou"), self.vs_paper.get(id(row))
             p_base, p_paper = row.p_corrected.get("miou", math.nan), self.p_paper.get(id(row), math.nan)
-            values = [MISSING if row.is_base else format_value(row.config.get(d)) for d in dims]
+            values = ["n/a" if row.is_base else format_value(row.config.get(d)) for d in dims]
             search = self.search_miou[id(row)]
 
             def mark(p: float) -> str:
@@ -185,7 +186,7 @@ class Confirmation:
 
             table.body.append([
                 str(self.confirmed_rank.get(id(row), MISSING)), role(cell), *values, seeds_cell(row),
-                summary_cell(row, "miou"), str(self.search_rank.get(id(row), MISSING)),
+                summary_cell(row, "miou"), str(self.search_order.get(id(row), MISSING)),
                 f"{search:.2f}" if math.isfinite(search) else MISSING,
                 "" if row.is_base else difference_cell(c_base), "" if c_base is None else format_number_p(c_base.p),
                 "" if row.is_base else mark(p_base),
@@ -199,7 +200,8 @@ class Confirmation:
                 "confirmed_rank": self.confirmed_rank.get(id(row)), "config": role(cell), "row": row.label,
                 **{d: None if row.is_base else row.config.get(d) for d in dims},
                 "seeds": ",".join(map(format_value, row.seeds_done)) or None, "miou_n": s.n, "miou_pct_mean": s.mean,
-                "miou_pct_std": s.std, "search_rank": self.search_rank.get(id(row)), "search_miou_pct": search,
+                "miou_pct_std": s.std, "search_rank": (cell or {}).get("search_rank"),
+                "search_order": self.search_order.get(id(row)), "search_miou_pct": search,
                 "search_trial": (cell or {}).get("search_trial"), "correction": self.correction,
                 **comparison_record("vs_none", c_base), "vs_none_p_corrected": p_base,
                 **comparison_record("vs_paper", c_paper), "vs_paper_p_corrected": p_paper,
@@ -207,8 +209,9 @@ class Confirmation:
             })
         table.notes.extend(self.summary_lines())
         table.notes.append(f"{SIGNIFICANT}: the corrected p stays below {ALPHA:g}. Δ vs none is corrected over the "
-                           "distilled rows, Δ vs the paper's setting over the other distilled rows. The search ran each "
-                           f"config once at seed {format_value(search_seed)}; the confirm stage's seeds are fresh.")
+                           "distilled rows, Δ vs the paper's setting over the other distilled rows. Rank: by the mean over "
+                           "the confirm stage's seeds; Search order: the same rows by their search result (one run each "
+                           f"at seed {format_value(search_seed)}; the confirm stage's seeds are fresh).")
         table.frame = pd.DataFrame(records)
         return table
 
