@@ -16,9 +16,13 @@ Its state goes into the run's checkpoint, so a resumed run continues both stream
 from __future__ import annotations
 
 import zlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11's; the project runs on 3.10 too
+    from typing import Self
 
 
 class RandomStream:
@@ -33,7 +37,7 @@ class RandomStream:
         self.cuda: torch.Tensor | None = None
         self._outside: tuple = ()
 
-    def __enter__(self) -> RandomStream:
+    def __enter__(self) -> Self:
         self._outside = (torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if self.on_cuda else None)
         if self.cpu is None:
             # first use: seed the generators in place (the student's state is saved above)

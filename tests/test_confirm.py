@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -26,19 +25,15 @@ ray = pytest.importorskip("ray")
 SEEDS = [1, 2]  # the search's seed is 0: the confirm stage takes the next two
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.2", log_to_driver=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("local_ray")
 
 
 def spec(storage: str, teacher_cache: str, **changes) -> StudySpec:
     space = SearchSpace()
-    values = dict(protocol="search", storage=storage, name="confirmed", space=space, searched=space.dimensions,
-                  base={**TINY, "epochs": 1, "cache_dir": teacher_cache, "role": "student", "distill": "attnfd"},
-                  num_samples=2, asha=False, confirm=2, confirm_seeds=2, verbose=-1)
+    values = {"protocol": "search", "storage": storage, "name": "confirmed", "space": space,
+              "searched": space.dimensions, "num_samples": 2, "asha": False, "confirm": 2, "confirm_seeds": 2,
+              "verbose": -1,
+              "base": {**TINY, "epochs": 1, "cache_dir": teacher_cache, "role": "student", "distill": "attnfd"}}
     return StudySpec(**{**values, **changes})
 
 
@@ -54,7 +49,7 @@ def epoch_rows(folder: Path) -> dict[str, list[dict]]:
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory, teacher_cache):
+def study(local_ray, tmp_path_factory, teacher_cache):
     storage = str(tmp_path_factory.mktemp("studies"))
     run_study(spec(storage, teacher_cache))
     return Path(storage) / "confirmed"

@@ -294,11 +294,12 @@ def importance_table(study: Study, dims: list[str]) -> Table:
     title = f"Importance of each searched dimension (Optuna, normalised to 1; {completed} completed trials)"
     if completed < needed:
         title += f": too few trials to be a finding ({needed} needed)"
-        notes = [f"not a finding: computed from {completed} completed trials. PED-ANOVA compares the top "
-                 f"{PED_ANOVA_TOP:.0%} of the completed trials with all of them, and Optuna's documentation asks for "
-                 f"at least {PED_ANOVA_TOP_TRIALS} trials in that top {PED_ANOVA_TOP:.0%}: {needed} completed trials. "
-                 f"With {completed}, the top holds {math.ceil(PED_ANOVA_TOP * completed)}, and an importance only says "
-                 "in which dimension those trials' values stand out, not what matters", *notes]
+        why = (f"not a finding: computed from {completed} completed trials. PED-ANOVA compares the top "
+               f"{PED_ANOVA_TOP:.0%} of the completed trials with all of them, and Optuna's documentation asks for "
+               f"at least {PED_ANOVA_TOP_TRIALS} trials in that top {PED_ANOVA_TOP:.0%}: {needed} completed trials. "
+               f"With {completed}, the top holds {math.ceil(PED_ANOVA_TOP * completed)}, and an importance only says "
+               "in which dimension those trials' values stand out, not what matters")
+        notes = [why, *notes]
     found = found.assign(completed_trials=completed, trials_needed=needed, enough=completed >= needed)
     table = Table(name="search_importance", title=title,
                   header=["Dimension"] + [titles.get(e, e) for e in evaluators], body=[], notes=notes, frame=found)
