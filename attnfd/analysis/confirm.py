@@ -141,7 +141,7 @@ class Confirmation:
             lines.append(self._verdict(self.vs_paper.get(id(best)), self.p_paper.get(id(best), math.nan), PAPER,
                                        sum(1 for p in self.p_paper.values() if math.isfinite(p))))
         if self.base is not None:
-            family = sum(1 for r in self.rows if math.isfinite(r.p_corrected.get("miou", math.nan)))
+            family = sum(1 for r in self.rows if r.tested("miou"))
             lines.append(self._verdict(best.vs_base.get("miou"), best.p_corrected.get("miou", math.nan), REFERENCE,
                                        family))
         lines.append(self.ranking_line())

@@ -25,11 +25,6 @@ def paired_differences(row: Row, base: Row, metric: str = "miou") -> list[float]
     return [mine[s] - theirs[s] for s in sorted(set(mine) & set(theirs), key=str)]
 
 
-def _tested(row: Row, metric: str) -> bool:
-    c = row.vs_base.get(metric)
-    return c is not None and math.isfinite(c.p)
-
-
 def block_power(rows: list[Row], detect: float, metric: str = "miou") -> list[dict]:
     """One record per block that has a no-distillation row."""
     records = []
@@ -41,7 +36,7 @@ def block_power(rows: list[Row], detect: float, metric: str = "miou") -> list[di
         differences = [paired_differences(r, base, metric) for r in members if r is not base]
         sd, df = pooled_sd(differences)
         seeds = len(base.by_seed(metric))
-        m = sum(1 for r in members if _tested(r, metric))
+        m = sum(1 for r in members if r.tested(metric))
         strict = ALPHA / m if m > 1 else ALPHA
         records.append({
             "block": cell_label(block), "comparisons": m, "seeds": seeds, "paired_sd_pct": sd, "paired_sd_df": df,

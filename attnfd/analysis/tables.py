@@ -130,6 +130,11 @@ class Row:
                 values.setdefault(t.get(CONFIG + "seed"), []).append(100 * t[metric])
         return {seed: float(np.mean(v)) for seed, v in values.items()}
 
+    def tested(self, metric: str) -> bool:
+        """Whether the comparison with the block's no-distillation row has a p-value (one of the block's family)."""
+        c = self.vs_base.get(metric)
+        return c is not None and math.isfinite(c.p)
+
     def significant(self, metric: str) -> bool:
         p = self.p_corrected.get(metric, math.nan)
         return math.isfinite(p) and p < ALPHA
@@ -355,7 +360,7 @@ def statistics_note(rows: list[Row], correction: str, metric: str = "miou") -> s
     """What the comparison columns mean, with each block's family size."""
     families = []
     for block in dict.fromkeys(r.block for r in rows):
-        m = sum(1 for r in rows if r.block == block and math.isfinite(r.vs_base.get(metric, Comparison("", 0, math.nan)).p))
+        m = sum(1 for r in rows if r.block == block and r.tested(metric))
         if m:
             families.append(f"{cell_label(block)}: {m}")
     smallest = min((r.vs_base[metric].n for r in rows if metric in r.vs_base and r.vs_base[metric].paired
