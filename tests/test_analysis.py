@@ -26,7 +26,7 @@ from analysis_results_folder import (
 from scipy import stats as scipy_stats
 from scipy.special import betainc
 
-from attnfd.analysis import analyse, load_study, protocol_table, write
+from attnfd.analysis import analyse, build_rows, load_study, protocol_table, write
 from attnfd.analysis.cli import main
 from attnfd.analysis.render import to_latex, to_markdown
 from attnfd.analysis.search import importances, optuna_study, value_distribution
@@ -455,3 +455,62 @@ def test_the_readmes_pandas_expressions_rebuild_table3(storage):
         label = f"resnet18 | attnfd | layers={layers.replace(',', '+')}"
         assert found["holm"][layers] == pytest.approx(holm_frame.loc[label, "miou_p_corrected"], rel=1e-9)
         assert found["bh"][layers] == pytest.approx(bh_frame.loc[label, "miou_p_corrected"], rel=1e-9)
+
+
+def test_seeds_needed_from_the_blocks_paired_spread(layers):
+    from attnfd.analysis import stats
+    from attnfd.analysis.seeds import seeds_table
+
+    frame = seeds_table(build_rows(layers), detect=1.0).frame.set_index("block")
+    r = frame.loc["resnet18"]
+    # by hand, the per-seed differences with the plain student: backbone 0, -5, -1 (mean -2), encoder 5, 5,
+    # decoder 10, 9, 8 (mean 9), all three taps 12, 12; squares about their means 14 + 0 + 2 + 0 over 2+1+2+1 df
+    sd = math.sqrt(16 / 6)
+    assert r["paired_sd_pct"] == pytest.approx(sd) and r["paired_sd_df"] == 6
+    assert r["seeds"] == 3 and r["comparisons"] == 2 and r["alpha_strict"] == pytest.approx(0.025)
+    assert stats.paired_power(r["detectable_pct"], sd, 3) == pytest.approx(0.8, abs=1e-6)
+    assert stats.paired_power(r["detectable_pct_strict"], sd, 3, alpha=0.025) == pytest.approx(0.8, abs=1e-6)
+    n = int(r["seeds_needed"])
+    assert stats.paired_power(1.0, sd, n) >= 0.8 > stats.paired_power(1.0, sd, n - 1)
+    assert r["seeds_needed_strict"] > n
+    # mobilenet_v2's differences never vary: nothing to say
+    assert pd.isna(frame.loc["mobilenet_v2", "detectable_pct"]) and pd.isna(frame.loc["mobilenet_v2", "seeds_needed"])
+
+
+def test_a_search_flags_importances_from_too_few_trials(tmp_path, search):
+    from attnfd.analysis.noise import NO_NOISE
+    from attnfd.analysis.search import importance_table, importance_trials_needed, values_table
+
+    # Optuna's PED-ANOVA asks for 5 trials in its top 10%: ceil(0.1 n) >= 5 first holds at n = 41
+    assert importance_trials_needed() == 41
+    flagged = importance_table(search, ["alpha", "layers"])
+    assert flagged.title.endswith("12 completed trials): too few trials to be a finding (41 needed)")
+    assert flagged.notes[0].startswith("not a finding: computed from 12 completed trials")
+    assert not flagged.frame["enough"].any()
+    assert NO_NOISE in values_table(search, ["alpha", "layers"]).notes
+
+    def study_of(n: int):
+        trials = [trial(f"many_{i:05d}", [(0.5 + 0.001 * i, 0.6, [0.5] * 3, 1.0)], distill="attnfd",
+                        alpha=SEARCH_ALPHAS[i % len(SEARCH_ALPHAS)], layers=SEARCH_LAYERS[i % 3]) for i in range(n)]
+        return load_study(write_study(tmp_path / str(n), f"s{n}", trials, protocol="search", seeds=1,
+                                      class_names=CLASSES, searched=["alpha", "layers"]))
+
+    assert "too few" in importance_table(study_of(40), ["alpha", "layers"]).title
+    enough = importance_table(study_of(41), ["alpha", "layers"])
+    assert "too few" not in enough.title and enough.frame["enough"].all()
+    assert not any(n.startswith("not a finding") for n in enough.notes)
+
+
+def test_seed_noise_pools_the_rows_with_several_seeds(layers, tmp_path):
+    from attnfd.analysis.noise import seed_noise
+
+    noise = seed_noise(build_rows(layers), "test")
+    # by hand: squares about each row's mean over its seeds: 8 (60, 62, 64), 18 (60, 57, 63), 2 (65, 67),
+    # 2 (70, 71, 72), 2 (72, 74), 0 and 0 (mobilenet_v2's constant rows), over 2+2+1+2+1+2+2 = 12 df
+    assert noise.configs == 7 and noise.run_df == 12 and noise.run_sd == pytest.approx(math.sqrt(32 / 12))
+    # two rows at the same seeds: decoder minus the plain student, 10, 9, 8, among the pooled pairs
+    assert noise.pair_df > 0 and math.isfinite(noise.pair_sd)
+    single = load_study(write_study(tmp_path, "single", [
+        trial("one_00000", [(0.5, 0.6, [0.5] * 3, 1.0)]), trial("one_00001", [(0.6, 0.6, [0.5] * 3, 1.0)], distill="attnfd")],
+        protocol="search", seeds=1, class_names=CLASSES))
+    assert seed_noise(build_rows(single), "test") is None  # one seed per config: nothing measured it
