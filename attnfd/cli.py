@@ -50,6 +50,8 @@ HELP = {
     "resume": "what to continue from: a state.pt, a run folder, or a study trial's folder (its newest checkpoint)",
     "teacher_checkpoint": "a teacher (model.pt, state.pt or run folder) to use instead of the cached one",
     "cache_dir": "where teachers are cached (default: $ATTNFD_CACHE or ~/.cache/attnfd)",
+    "threads": "torch threads (default: torch's, one per core). A study trial runs with --cpus-per-trial threads "
+               "(1): the same config, seed and threads give the trial's numbers exactly",
     "data_root": "folder of a voc or cityscapes copy (default: $ATTNFD_DATA/<dataset>); see attnfd data check",
 }
 
@@ -71,7 +73,7 @@ def _fail(message: str, status: int = 2) -> typing.NoReturn:
 
 
 # where a run goes or how it is placed; two runs equal on everything else train the same model
-_PLACEMENT = ("out_dir", "resume", "cache_dir", "device", "workers")
+_PLACEMENT = ("out_dir", "resume", "cache_dir", "device", "workers", "threads")
 
 
 def default_out_dir(config: TrainConfig) -> str:

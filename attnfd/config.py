@@ -160,6 +160,9 @@ class TrainConfig:
     seed: int = 0
     teacher_seed: int = 0
     workers: int | None = None
+    # torch's intra-op threads for the run (None: torch's default, one per core); results repeat
+    # exactly only at the same thread count, and a study trial runs with --cpus-per-trial threads
+    threads: int | None = None
     device: str = "auto"
     amp: bool = True
     out_dir: str | None = None
@@ -284,6 +287,7 @@ class TrainConfig:
             value = getattr(self, name)
             check(value is None or value >= 1, f"{name} must be >= 1, got {value}")
         check(self.workers >= 0, f"workers must be >= 0, got {self.workers}")
+        check(self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}")
         sizes = self.image_size if isinstance(self.image_size, tuple) else (self.image_size,)
         check(len(sizes) in (1, 2) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 8 for v in sizes),
               f"image_size must be a size >= 8 or HxW, got {self.image_size!r}")

@@ -17,10 +17,20 @@ forward stays without gradients, which changes no number).
 After each epoch the run's whole state is written to ``<out_dir>/checkpoint`` and
 ``report(metrics, checkpoint_dir)`` is called; ``config.resume`` pointing at such a folder
 continues the run as if it had never stopped.
+
+What a seed fixes: the student's initialisation, the order of its batches and every random
+draw of its training (dropout, augmentation) come from the global generators seeded with
+``config.seed``; the teacher and the distillers draw from a stream of their own
+(``attnfd.random_stream``). So two runs with the same seed and different methods (or none)
+start from the same student and see the same batches, and their results pair by seed.
+``config.threads`` (torch's intra-op threads, for the run's duration) is part of what repeats:
+the CPU kernels split their sums by thread, so other thread counts give other last bits,
+which training grows into a different result.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import re
@@ -43,6 +53,7 @@ from attnfd.distill import build_distillers
 from attnfd.metrics import IGNORE_INDEX, ConfusionMatrix
 from attnfd.models import STAGE_TAPS, build_model
 from attnfd.progress import ProgressLog
+from attnfd.random_stream import RandomStream
 from attnfd.schedules import alpha_at, lr_factor
 from attnfd.teachers import load_model, prepare_teacher
 
@@ -160,16 +171,20 @@ class Run:
         self.teacher = None
         self.distillers = nn.ModuleDict()
         self.weights: dict[str, float] = {}
+        # the teacher's and the distillers' draws, at build time and in every step, leave the student's alone
+        self.side_stream = RandomStream(config.seed, "teacher and distillers", self.device)
         if teacher_file is not None:
-            self.teacher, _ = load_model(teacher_file, self.device)
-            self.teacher.eval().requires_grad_(False)
-            if _names_stage_taps(config):
-                # any method's tap option may name a backbone stage; both sides then emit them
-                self.model.require_stage_taps()
-                self.teacher.require_stage_taps()
-            for name, (distiller, weight) in build_distillers(config.distill, self.model, self.teacher, config).items():
-                self.distillers[name] = distiller.to(self.device)
-                self.weights[name] = weight
+            with self.side_stream:
+                self.teacher, _ = load_model(teacher_file, self.device)
+                self.teacher.eval().requires_grad_(False)
+                if _names_stage_taps(config):
+                    # any method's tap option may name a backbone stage; both sides then emit them
+                    self.model.require_stage_taps()
+                    self.teacher.require_stage_taps()
+                for name, (distiller, weight) in build_distillers(config.distill, self.model, self.teacher,
+                                                                  config).items():
+                    self.distillers[name] = distiller.to(self.device)
+                    self.weights[name] = weight
         if self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
             if self.teacher is not None:
@@ -202,6 +217,7 @@ class Run:
             "epoch": self.epoch,
             "history": self.history,
             "rng": ckpt.rng_state(),
+            "side_rng": self.side_stream.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -213,6 +229,8 @@ class Run:
         self.epoch = state["epoch"]
         self.history = list(state["history"])
         ckpt.set_rng_state(state["rng"])
+        if "side_rng" in state:  # a checkpoint written before the stream existed starts it afresh
+            self.side_stream.load_state_dict(state["side_rng"])
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor, progress: float) -> dict[str, torch.Tensor]:
         with torch.autocast(self.device.type, enabled=self.amp):
@@ -220,22 +238,29 @@ class Run:
             parts = {"ce": segmentation_loss(logits, labels, self.config.ce_batch_average)}
             loss = parts["ce"]
             if self.teacher is not None:
-                with torch.inference_mode():
-                    t_logits, t_taps = self.teacher(images)
-                    targets = {n: d.teacher_targets(t_logits, t_taps) for n, d in self.distillers.items()}
-                # inference tensors cannot be saved for backward; a clone outside
-                # inference mode is an ordinary tensor that still carries no graph
-                targets = {n: {k: v.clone() for k, v in t.items()} for n, t in targets.items()}
-                alpha = alpha_at(self.config.alpha, self.config.alpha_schedule, progress, self.config.alpha_decay_start)
-                # a method may reweight CE and its own parts over training (AICSD's ALW)
-                loss = math.prod(d.ce_weight(progress) for d in self.distillers.values()) * loss
-                for name, distiller in self.distillers.items():
-                    part_weights = distiller.loss_weights(progress)
-                    for part, value in distiller(logits, taps, targets[name], labels).items():
-                        parts[part] = value
-                        loss = loss + alpha * self.weights[name] * part_weights.get(part, 1.0) * value
+                with self.side_stream:
+                    loss = self._distill(images, labels, logits, taps, loss, parts, progress)
         parts["loss"] = loss
         return parts
+
+    def _distill(self, images: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor, taps: dict,
+                 loss: torch.Tensor, parts: dict, progress: float) -> torch.Tensor:
+        """The teacher's forward and the distillers' parts, added to ``loss`` (each part into ``parts``)."""
+        with torch.inference_mode():
+            t_logits, t_taps = self.teacher(images)
+            targets = {n: d.teacher_targets(t_logits, t_taps) for n, d in self.distillers.items()}
+        # inference tensors cannot be saved for backward; a clone outside
+        # inference mode is an ordinary tensor that still carries no graph
+        targets = {n: {k: v.clone() for k, v in t.items()} for n, t in targets.items()}
+        alpha = alpha_at(self.config.alpha, self.config.alpha_schedule, progress, self.config.alpha_decay_start)
+        # a method may reweight CE and its own parts over training (AICSD's ALW)
+        loss = math.prod(d.ce_weight(progress) for d in self.distillers.values()) * loss
+        for name, distiller in self.distillers.items():
+            part_weights = distiller.loss_weights(progress)
+            for part, value in distiller(logits, taps, targets[name], labels).items():
+                parts[part] = value
+                loss = loss + alpha * self.weights[name] * part_weights.get(part, 1.0) * value
+        return loss
 
     def _epoch_optimizer(self) -> torch.optim.Optimizer | None:
         """The optimiser of this epoch: the student's, or under connector_schedule=first_epoch
@@ -307,14 +332,31 @@ def _resolve(config: TrainConfig | dict) -> TrainConfig:
     return TrainConfig.from_dict(config)
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """torch's intra-op threads set to ``threads`` (unchanged when None), restored afterwards."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def fit(config: TrainConfig | dict, report: Report | None = None, progress: ProgressLog | None = None) -> dict:
     """Train as the config says; returns the last epoch's metrics.
 
     ``report(metrics, checkpoint_dir)`` is called after every epoch with the folder that
     holds the run's full state at that point; ``progress`` (if given) prints an early
-    estimate and one line per epoch.
+    estimate and one line per epoch. The run uses ``config.threads`` torch threads.
     """
     config = _resolve(config)
+    with torch_threads(config.threads):
+        return _fit(config, report, progress)
+
+
+def _fit(config: TrainConfig, report: Report | None, progress: ProgressLog | None) -> dict:
     # weight decay drives the zero-initialised residual scales of a from-scratch ResNet into
     # denormal floats, which the CPU computes several times slower (measured: a ResNet-101
     # teacher's steps slowed 5x within its first epoch); flushing them to zero changes no result

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -20,3 +22,15 @@ def teacher_cache(tmp_path_factory):
 def tiny(tmp_path, teacher_cache):
     """A tiny config dict with its own output folder."""
     return {**TINY, "cache_dir": teacher_cache, "out_dir": str(tmp_path / "run")}
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray instance for a module's studies, on 127.0.0.2 (Ray rewrites 127.0.0.1 to the
+    machine's outward address); a module asks for it with ``pytestmark``."""
+    import ray
+
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.2", log_to_driver=False)
+    yield
+    ray.shutdown()

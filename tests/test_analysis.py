@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -22,9 +23,10 @@ from analysis_results_folder import (
     trial,
     write_study,
 )
+from scipy import stats as scipy_stats
 from scipy.special import betainc
 
-from attnfd.analysis import analyse, load_study, protocol_table, write
+from attnfd.analysis import analyse, build_rows, load_study, protocol_table, write
 from attnfd.analysis.cli import main
 from attnfd.analysis.render import to_latex, to_markdown
 from attnfd.analysis.search import importances, optuna_study, value_distribution
@@ -32,8 +34,13 @@ from attnfd.analysis.search import importances, optuna_study, value_distribution
 REPO = Path(__file__).resolve().parents[1]
 
 
+def t_tail(t: float, df: float) -> float:
+    """Two-sided tail of Student's t, via the regularised incomplete beta."""
+    return float(betainc(df / 2, 0.5, df / (df + t * t)))
+
+
 def welch_by_hand(a: list[float], b: list[float]) -> float:
-    """Welch's two-sided p from its definition; the t tail via the regularised incomplete beta."""
+    """Welch's two-sided p from its definition."""
     na, nb = len(a), len(b)
     ma, mb = sum(a) / na, sum(b) / nb
     va = sum((x - ma) ** 2 for x in a) / (na - 1)
@@ -41,28 +48,60 @@ def welch_by_hand(a: list[float], b: list[float]) -> float:
     se2 = va / na + vb / nb
     t = (ma - mb) / math.sqrt(se2)
     df = se2**2 / ((va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1))
-    return float(betainc(df / 2, 0.5, df / (df + t * t)))
+    return t_tail(t, df)
+
+
+def paired_by_hand(a: dict, b: dict) -> tuple[float, float, float, float]:
+    """Mean paired difference over the shared seeds, its 95% t interval and the paired t p
+    (NaN for the interval and p when the differences do not vary)."""
+    d = [a[s] - b[s] for s in sorted(set(a) & set(b))]
+    n, m = len(d), sum(d) / len(d)
+    sd = math.sqrt(sum((x - m) ** 2 for x in d) / (n - 1))
+    if sd == 0:
+        return m, math.nan, math.nan, math.nan
+    half = scipy_stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    return m, m - half, m + half, t_tail(m / (sd / math.sqrt(n)), n - 1)
+
+
+def holm_by_hand(p: dict) -> dict:
+    """Holm's step-down over the finite p-values, written out: the k-th smallest times (m - k + 1),
+    never below the one before, at most 1."""
+    tested = sorted((v, k) for k, v in p.items() if math.isfinite(v))
+    out, running = {k: math.nan for k in p}, 0.0
+    for i, (v, k) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - i) * v))
+        out[k] = running
+    return out
 
 
 # per row of the resnet18 block: (mIoU % per completed seed, pixel accuracy % per seed with one)
 HAND = {
-    "resnet18 | none": ([60, 62, 64], [70, 71, 72]),
-    "resnet18 | attnfd | layers=backbone": ([60, 57, 63], [70, 68]),  # seed 1 from epoch 1; seed 2 has no accuracy
-    "resnet18 | attnfd | layers=encoder": ([65, 67], [75, 77]),  # seed 2 never ran
-    "resnet18 | attnfd | layers=decoder": ([70, 71, 72], [80, 80, 83]),
-    "resnet18 | attnfd | layers=backbone+decoder": ([], []),  # its one trial failed
-    "resnet18 | attnfd | layers=backbone+encoder+decoder": ([72, 74], [82, 84]),  # seed 2 failed
+    "resnet18 | none": ({0: 60, 1: 62, 2: 64}, {0: 70, 1: 71, 2: 72}),
+    # seed 1 from epoch 1; seed 2 has no accuracy
+    "resnet18 | attnfd | layers=backbone": ({0: 60, 1: 57, 2: 63}, {0: 70, 1: 68}),
+    "resnet18 | attnfd | layers=encoder": ({0: 65, 1: 67}, {0: 75, 1: 77}),  # seed 2 never ran
+    "resnet18 | attnfd | layers=decoder": ({0: 70, 1: 71, 2: 72}, {0: 80, 1: 80, 2: 83}),
+    "resnet18 | attnfd | layers=backbone+decoder": ({}, {}),  # its one trial failed
+    "resnet18 | attnfd | layers=backbone+encoder+decoder": ({0: 72, 1: 74}, {0: 82, 1: 84}),  # seed 2 failed
 }
 BASE, BEST = "resnet18 | none", "resnet18 | attnfd | layers=backbone+encoder+decoder"
 
 
 def mean(v):
+    v = list(v.values()) if isinstance(v, dict) else v
     return sum(v) / len(v)
 
 
 def std(v):
+    v = list(v.values()) if isinstance(v, dict) else v
     m = mean(v)
     return math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+
+
+def hand_holm(metric: int) -> dict:
+    """Holm-corrected paired p of each resnet18 row against the plain student (metric 0: mIoU, 1: accuracy)."""
+    return holm_by_hand({label: paired_by_hand(values[metric], HAND[BASE][metric])[3]
+                         for label, values in HAND.items() if label != BASE and values[metric]})
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +135,10 @@ def search_analysis(search):
 def test_table3_numbers_match_hand_computation(layers):
     table = protocol_table(layers)
     frame = table.frame.set_index("row")
+    holm = (hand_holm(0), hand_holm(1))
+    # the family: the rows whose paired differences vary (encoder's and all-taps' mIoU gain 5 and 12 at both seeds)
+    assert {k for k, v in holm[0].items() if math.isfinite(v)} == {"resnet18 | attnfd | layers=backbone",
+                                                                  "resnet18 | attnfd | layers=decoder"}
     for label, (miou, acc) in HAND.items():
         r = frame.loc[label]
         assert r["miou_n"] == len(miou) and r["pixel_acc_n"] == len(acc)
@@ -107,61 +150,114 @@ def test_table3_numbers_match_hand_computation(layers):
         assert r["pixel_acc_pct_mean"] == pytest.approx(mean(acc))
         assert r["pixel_acc_pct_std"] == pytest.approx(std(acc))
         if label == BASE:
-            assert pd.isna(r["miou_pct_delta"]) and bool(r["is_base"])
+            assert pd.isna(r["miou_pct_delta"]) and pd.isna(r["miou_p"]) and bool(r["is_base"])
             continue
-        base_miou, base_acc = HAND[BASE]
-        assert r["miou_pct_delta"] == pytest.approx(mean(miou) - mean(base_miou))
-        assert r["pixel_acc_pct_delta"] == pytest.approx(mean(acc) - mean(base_acc))
-        assert r["miou_p_vs_base"] == pytest.approx(welch_by_hand(miou, base_miou), rel=1e-9)
-        assert r["pixel_acc_p_vs_base"] == pytest.approx(welch_by_hand(acc, base_acc), rel=1e-9)
+        for i, metric in enumerate(("miou", "pixel_acc")):
+            mine, base = (miou, acc)[i], HAND[BASE][i]
+            diff, low, high, p = paired_by_hand(mine, base)
+            assert r[f"{metric}_test"] == "paired t" and r[f"{metric}_pairs"] == len(set(mine) & set(base))
+            assert r[f"{metric}_pct_delta"] == pytest.approx(mean(mine) - mean(base))
+            assert r[f"{metric}_pct_diff"] == pytest.approx(diff)
+            for column, expected in ((f"{metric}_pct_ci_low", low), (f"{metric}_pct_ci_high", high), (f"{metric}_p", p),
+                                     (f"{metric}_p_corrected", holm[i][label])):
+                assert (pd.isna(r[column]) and math.isnan(expected)) or r[column] == pytest.approx(expected, rel=1e-9), column
+            assert r[f"{metric}_p_welch"] == pytest.approx(welch_by_hand(list(mine.values()), list(base.values())),
+                                                           rel=1e-9)
+            assert bool(r[f"{metric}_significant"]) == (holm[i][label] < 0.05)
+    # decoder: differences 10, 9, 8 over 3 seeds; its exact p is the sign-flip floor 2 / 2**3
+    assert frame.loc["resnet18 | attnfd | layers=decoder", "miou_p_exact"] == pytest.approx(0.25)
+    assert frame.loc["resnet18 | attnfd | layers=decoder", "miou_paired_seeds"] == "0,1,2"
     for label, (miou, _) in HAND.items():
         if miou and label != BEST:
-            assert frame.loc[label, "miou_pct_vs_best"] == pytest.approx(mean(miou) - 73)
-            assert frame.loc[label, "miou_p_vs_best"] == pytest.approx(welch_by_hand(miou, HAND[BEST][0]), rel=1e-9)
+            diff, _, _, p = paired_by_hand(miou, HAND[BEST][0])
+            assert frame.loc[label, "miou_pct_vs_best"] == pytest.approx(diff)
+            got = frame.loc[label, "miou_p_vs_best"]
+            assert (pd.isna(got) and math.isnan(p)) or got == pytest.approx(p, rel=1e-9)
     assert frame.loc[BEST, "is_best"] and frame["is_best"].sum() == 2  # one per student
     assert frame.loc["resnet18 | attnfd | layers=encoder", "missing_seeds"] == "2"
     assert frame.loc[BEST, "failed"] == 1
-    # both sides without spread (deterministic seeds): a delta, but no test
+    # differences without spread (deterministic seeds): a difference, but no test
     mobile = frame.loc["mobilenet_v2 | attnfd | layers=decoder"]
-    assert mobile["miou_pct_delta"] == pytest.approx(5) and pd.isna(mobile["miou_p_vs_base"])
-    assert frame.loc[BASE, "params_m"] == pytest.approx(16.6)
+    assert mobile["miou_pct_diff"] == pytest.approx(5) and pd.isna(mobile["miou_p"]) and pd.isna(mobile["miou_pct_ci_low"])
+    assert frame.loc[BASE, "params_m"] == pytest.approx(16.6) and set(frame["correction"]) == {"holm"}
 
 
 def test_table3_has_the_papers_form(layers):
     table = protocol_table(layers)
     assert table.header == ["Student", "Backbone", "Encoder", "Decoder", "Seeds", "val mIoU (%)",
+                            "Δ mIoU vs no distillation [95% CI]", "test", "p", "Holm p", "p exact",
                             "val Accuracy (%)", "vs best mIoU"]
     body = [" | ".join(cells) for cells in table.body]
-    by_layers = {k.partition("layers=")[2] or "none": v for k, v in HAND.items()}
-    b, b_acc = by_layers["none"]
-    bb, bb_acc = by_layers["backbone"]
-    e, e_acc = by_layers["encoder"]
-    d, d_acc = by_layers["decoder"]
-    a, a_acc = by_layers["backbone+encoder+decoder"]
+    holm, holm_acc = hand_holm(0), hand_holm(1)
 
-    def p(x, y):
-        return f"p={welch_by_hand(x, y):.3f}"
+    def row(layers: str) -> str:
+        return f"resnet18 | attnfd | layers={layers}"
+
+    def gain(layers: str) -> str:
+        d, low, high, _ = paired_by_hand(HAND[row(layers)][0], HAND[BASE][0])
+        return f"{d:+.2f} [{low:+.2f}, {high:+.2f}]" if math.isfinite(low) else f"{d:+.2f}"
+
+    def p(value: float) -> str:
+        return "" if math.isnan(value) else "<0.001" if value < 0.001 else f"{value:.3f}"
+
+    def corrected(value: float) -> str:
+        return p(value) + (" *" if value < 0.05 else "")
+
+    def raw(layers: str) -> str:
+        return p(paired_by_hand(HAND[row(layers)][0], HAND[BASE][0])[3])
+
+    def acc(layers: str) -> str:
+        d = paired_by_hand(HAND[row(layers)][1], HAND[BASE][1])[0]
+        return f"{d:+.2f}, Holm p={corrected(holm_acc[row(layers)])}"
+
+    def vs_best(layers: str) -> str:
+        d, _, _, pb = paired_by_hand(HAND[row(layers) if layers else BASE][0], HAND[BEST][0])
+        return f"{d:+.2f}" + (f" (paired p={pb:.3f})" if math.isfinite(pb) else "")
 
     assert body == [
-        f"resnet18 | n/a | n/a | n/a | 3/3 | 62.00 ± 2.00 | 71.00 ± 1.00 | -11.00 ({p(b, a)})",
-        f"resnet18 | ✓ |  |  | 3/3 † | 60.00 ± 3.00 (-2.00, {p(bb, b)}) | 69.00 ± 1.41 (-2.00, {p(bb_acc, b_acc)}) [n=2] | -13.00 ({p(bb, a)})",
-        f"resnet18 |  | ✓ |  | 2/3 † | 66.00 ± 1.41 (+4.00, {p(e, b)}) | 76.00 ± 1.41 (+5.00, {p(e_acc, b_acc)}) | -7.00 ({p(e, a)})",
-        f"resnet18 |  |  | ✓ | 3/3 | 71.00 ± 1.00 (+9.00, {p(d, b)}) | 81.00 ± 1.73 (+10.00, {p(d_acc, b_acc)}) | -2.00 ({p(d, a)})",
-        "resnet18 | ✓ |  | ✓ | 0/3 † | - | - | -",
-        f"resnet18 | ✓ | ✓ | ✓ | 2/3 † | 73.00 ± 1.41 (+11.00, {p(a, b)}) | 83.00 ± 1.41 (+12.00, {p(a_acc, b_acc)}) | best",
-        "mobilenet_v2 | n/a | n/a | n/a | 3/3 | 50.00 ± 0.00 | 60.00 ± 0.00 | -5.00",
-        "mobilenet_v2 |  |  | ✓ | 3/3 | 55.00 ± 0.00 (+5.00) | 65.00 ± 0.00 (+5.00) | best",
+        f"resnet18 | n/a | n/a | n/a | 3/3 | 62.00 ± 2.00 |  |  |  |  |  | 71.00 ± 1.00 | {vs_best('')}",
+        (f"resnet18 | ✓ |  |  | 3/3 † | 60.00 ± 3.00 | {gain('backbone')} | paired t, 3 seeds | {raw('backbone')} | "
+         f"{corrected(holm[row('backbone')])} | 0.500 | 69.00 ± 1.41 [n=2] ({acc('backbone')}) | {vs_best('backbone')}"),
+        (f"resnet18 |  | ✓ |  | 2/3 † | 66.00 ± 1.41 | {gain('encoder')} | paired t, 2 seeds |  |  | 0.500 | "
+         f"76.00 ± 1.41 ({acc('encoder')}) | {vs_best('encoder')}"),
+        (f"resnet18 |  |  | ✓ | 3/3 | 71.00 ± 1.00 | {gain('decoder')} | paired t, 3 seeds | {raw('decoder')} | "
+         f"{corrected(holm[row('decoder')])} | 0.250 | 81.00 ± 1.73 ({acc('decoder')}) | {vs_best('decoder')}"),
+        "resnet18 | ✓ |  | ✓ | 0/3 † | - | - |  |  |  |  | - | -",
+        (f"resnet18 | ✓ | ✓ | ✓ | 2/3 † | 73.00 ± 1.41 | {gain('backbone+encoder+decoder')} | "
+         f"paired t, 2 seeds |  |  | 0.500 | 83.00 ± 1.41 ({acc('backbone+encoder+decoder')}) | best"),
+        "mobilenet_v2 | n/a | n/a | n/a | 3/3 | 50.00 ± 0.00 |  |  |  |  |  | 60.00 ± 0.00 | -5.00",
+        "mobilenet_v2 |  |  | ✓ | 3/3 | 55.00 ± 0.00 | +5.00 | paired t, 3 seeds |  |  | 0.250 | 65.00 ± 0.00 (+5.00) | best",
     ]
+    # the decoder row stays significant after Holm's correction; backbone's loss does not
+    assert holm[row("decoder")] < 0.05 < holm[row("backbone")]
     assert table.bold == {5, 7} and table.rule_before == {6}
     notes = "\n".join(table.notes)
     assert "layers=encoder: 2 of 3 seeds (missing seed 2)" in notes
     assert "failed after epoch 1: loss is nan at epoch 2, step 1 (ce=nan)" in notes
     assert "has no val Accuracy at epoch 2" in notes
+    assert "Holm's correction over each block's comparisons with its no-distillation row (resnet18: 2)" in notes
     markdown = to_markdown(table)
     assert "| **resnet18** | **✓** | **✓** | **✓** | **2/3 †** |" in markdown
     lines = [line for line in markdown.splitlines() if line.startswith("|")]
     assert len(lines) == 2 + len(table.body)
     assert all(len(re.split(r"(?<!\\)\|", line)) - 2 == len(table.header) for line in lines)
+
+
+def test_benjamini_hochberg_on_request(layers):
+    """--correction bh: the same raw p-values, stepped up instead of down."""
+    frame = protocol_table(layers, correction="bh").frame.set_index("row")
+    raw = {label: paired_by_hand(HAND[label][1], HAND[BASE][1])[3] for label in HAND if label != BASE and HAND[label][1]}
+    ranked = sorted(raw, key=raw.get)
+    m = len(ranked)
+    # by hand: the k-th smallest times m / k, never above the one after it
+    expected, running = {}, 1.0
+    for k in range(m, 0, -1):
+        running = min(running, raw[ranked[k - 1]] * m / k)
+        expected[ranked[k - 1]] = running
+    for label, value in expected.items():
+        assert frame.loc[label, "pixel_acc_p_corrected"] == pytest.approx(value, rel=1e-9)
+    assert set(frame["correction"]) == {"bh"}
+    assert protocol_table(layers, correction="bh").header[9] == "BH p"
 
 
 def test_latex_is_booktabs_with_balanced_braces_and_full_rows(layers):
@@ -321,3 +417,100 @@ def test_search_trials_run_in_the_order_of_their_first_report(tmp_path):
 
     curve = best_so_far(study).data[0]
     assert list(curve.x) == [2, 4, 6] and list(curve.y) == pytest.approx([20.0, 50.0, 50.0])
+
+
+def readme_block(heading: str) -> str:
+    """The first indented code block after a README heading, dedented."""
+    text = (REPO / "README.md").read_text().split(heading, 1)[1]
+    lines, started = [], False
+    for line in text.splitlines():
+        if line.startswith("    ") or (started and not line.strip()):
+            started = True
+            lines.append(line[4:])
+        elif started:
+            break
+    return "\n".join(lines)
+
+
+def test_the_readmes_pandas_expressions_rebuild_table3(storage):
+    """README, "Every number from the rows": run as written on the study's rows, it gives the CSV's numbers."""
+    code = readme_block("### Every number from the rows")
+    code = re.sub(r'^STUDY = .*$', f"STUDY = {str(storage / 'ablation')!r}", code, count=1, flags=re.MULTILINE)
+    found: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy on rows with one seed or no spread
+        exec(compile(code, "README.md", "exec"), found)  # noqa: S102 - the README's own text, run as documented
+    holm_frame = protocol_table(load_study(storage / "ablation")).frame.set_index("row")
+    bh_frame = protocol_table(load_study(storage / "ablation"), correction="bh").frame.set_index("row")
+    assert set(found["table"]) == {"backbone", "encoder", "decoder", "backbone,encoder,decoder"}  # the failed row has none
+    for layers, values in found["table"].items():
+        row = holm_frame.loc[f"resnet18 | attnfd | layers={layers.replace(',', '+')}"]
+        for key, column in (("mean", "miou_pct_mean"), ("std", "miou_pct_std"), ("n", "miou_n"), ("diff", "miou_pct_diff"),
+                            ("ci_low", "miou_pct_ci_low"), ("ci_high", "miou_pct_ci_high"), ("p", "miou_p"),
+                            ("p_welch", "miou_p_welch")):
+            expected = row[column]
+            assert (pd.isna(expected) and math.isnan(values[key])) or values[key] == pytest.approx(expected, rel=1e-9), \
+                (layers, key)
+    for layers in found["p"].index:
+        label = f"resnet18 | attnfd | layers={layers.replace(',', '+')}"
+        assert found["holm"][layers] == pytest.approx(holm_frame.loc[label, "miou_p_corrected"], rel=1e-9)
+        assert found["bh"][layers] == pytest.approx(bh_frame.loc[label, "miou_p_corrected"], rel=1e-9)
+
+
+def test_seeds_needed_from_the_blocks_paired_spread(layers):
+    from attnfd.analysis import stats
+    from attnfd.analysis.seeds import seeds_table
+
+    frame = seeds_table(build_rows(layers), detect=1.0).frame.set_index("block")
+    r = frame.loc["resnet18"]
+    # by hand, the per-seed differences with the plain student: backbone 0, -5, -1 (mean -2), encoder 5, 5,
+    # decoder 10, 9, 8 (mean 9), all three taps 12, 12; squares about their means 14 + 0 + 2 + 0 over 2+1+2+1 df
+    sd = math.sqrt(16 / 6)
+    assert r["paired_sd_pct"] == pytest.approx(sd) and r["paired_sd_df"] == 6
+    assert r["seeds"] == 3 and r["comparisons"] == 2 and r["alpha_strict"] == pytest.approx(0.025)
+    assert stats.paired_power(r["detectable_pct"], sd, 3) == pytest.approx(0.8, abs=1e-6)
+    assert stats.paired_power(r["detectable_pct_strict"], sd, 3, alpha=0.025) == pytest.approx(0.8, abs=1e-6)
+    n = int(r["seeds_needed"])
+    assert stats.paired_power(1.0, sd, n) >= 0.8 > stats.paired_power(1.0, sd, n - 1)
+    assert r["seeds_needed_strict"] > n
+    # mobilenet_v2's differences never vary: nothing to say
+    assert pd.isna(frame.loc["mobilenet_v2", "detectable_pct"]) and pd.isna(frame.loc["mobilenet_v2", "seeds_needed"])
+
+
+def test_a_search_flags_importances_from_too_few_trials(tmp_path, search):
+    from attnfd.analysis.noise import NO_NOISE
+    from attnfd.analysis.search import importance_table, importance_trials_needed, values_table
+
+    # Optuna's PED-ANOVA asks for 5 trials in its top 10%: ceil(0.1 n) >= 5 first holds at n = 41
+    assert importance_trials_needed() == 41
+    flagged = importance_table(search, ["alpha", "layers"])
+    assert flagged.title.endswith("12 completed trials): too few trials to be a finding (41 needed)")
+    assert flagged.notes[0].startswith("not a finding: computed from 12 completed trials")
+    assert not flagged.frame["enough"].any()
+    assert NO_NOISE in values_table(search, ["alpha", "layers"]).notes
+
+    def study_of(n: int):
+        trials = [trial(f"many_{i:05d}", [(0.5 + 0.001 * i, 0.6, [0.5] * 3, 1.0)], distill="attnfd",
+                        alpha=SEARCH_ALPHAS[i % len(SEARCH_ALPHAS)], layers=SEARCH_LAYERS[i % 3]) for i in range(n)]
+        return load_study(write_study(tmp_path / str(n), f"s{n}", trials, protocol="search", seeds=1,
+                                      class_names=CLASSES, searched=["alpha", "layers"]))
+
+    assert "too few" in importance_table(study_of(40), ["alpha", "layers"]).title
+    enough = importance_table(study_of(41), ["alpha", "layers"])
+    assert "too few" not in enough.title and enough.frame["enough"].all()
+    assert not any(n.startswith("not a finding") for n in enough.notes)
+
+
+def test_seed_noise_pools_the_rows_with_several_seeds(layers, tmp_path):
+    from attnfd.analysis.noise import seed_noise
+
+    noise = seed_noise(build_rows(layers), "test")
+    # by hand: squares about each row's mean over its seeds: 8 (60, 62, 64), 18 (60, 57, 63), 2 (65, 67),
+    # 2 (70, 71, 72), 2 (72, 74), 0 and 0 (mobilenet_v2's constant rows), over 2+2+1+2+1+2+2 = 12 df
+    assert noise.configs == 7 and noise.run_df == 12 and noise.run_sd == pytest.approx(math.sqrt(32 / 12))
+    # two rows at the same seeds: decoder minus the plain student, 10, 9, 8, among the pooled pairs
+    assert noise.pair_df > 0 and math.isfinite(noise.pair_sd)
+    single = load_study(write_study(tmp_path, "single", [
+        trial("one_00000", [(0.5, 0.6, [0.5] * 3, 1.0)]), trial("one_00001", [(0.6, 0.6, [0.5] * 3, 1.0)], distill="attnfd")],
+        protocol="search", seeds=1, class_names=CLASSES))
+    assert seed_noise(build_rows(single), "test") is None  # one seed per config: nothing measured it

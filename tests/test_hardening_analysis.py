@@ -66,6 +66,9 @@ def test_a_study_json_that_is_not_an_object_is_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("argv, parts", [
     (["--top", "x"], ["--top", "an integer", "'x'"]),
     (["--protocol", "tables"], ["--protocol", "invalid choice"]),
+    (["--correction", "bonferroni"], ["--correction", "invalid choice"]),
+    (["--detect", "0"], ["--detect must be > 0"]),
+    (["--detect", "nan"], ["--detect", "finite number"]),
 ])
 def test_bad_analysis_arguments_are_one_line(tmp_path, capsys, argv, parts):
     study = layers_study(tmp_path / "a")

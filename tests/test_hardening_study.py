@@ -48,6 +48,8 @@ def refused(capsys, main, args, *parts, name: str = "bad") -> None:
     (search_main, ["--cpus-per-trial", "0"], ["--cpus-per-trial must be > 0"]),
     (search_main, ["--max-concurrent", "0"], ["--max-concurrent must be >= 1"]),
     (search_main, ["--num-samples", "many"], ["--num-samples", "an integer"]),
+    (search_main, ["--confirm", "-1"], ["--confirm must be >= 0"]),
+    (search_main, ["--confirm-seeds", "0"], ["--confirm-seeds must be >= 1"]),
     (ablation_main, ["--name", "a/b"], ["--name must be a plain folder name"]),
 ])
 def test_bad_study_input_is_one_line_and_exit_2_before_ray_starts(tmp_path, capsys, main, args, parts):

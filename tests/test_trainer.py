@@ -30,7 +30,9 @@ def test_report_gets_every_epoch_with_metrics_and_a_checkpoint(tiny):
 
 
 def test_seeded_runs_repeat_and_resume_continues_exactly(tiny, tmp_path):
-    config = {**tiny, "role": "student", "distill": "attnfd", "epochs": 3}
+    # a teacher in train mode draws its dropout from the teacher's and distillers' own stream,
+    # which the checkpoint must carry as well as the student's generators
+    config = {**tiny, "role": "student", "distill": "attnfd", "epochs": 3, "teacher_mode": "train"}
     full = []
     fit(config, lambda row, _: full.append(_strip(row)))
 

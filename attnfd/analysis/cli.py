@@ -9,8 +9,9 @@ import typing
 from attnfd.analysis.render import to_text
 from attnfd.analysis.report import analyse, write
 from attnfd.analysis.results import DEFAULT_STORAGE, STORAGE_ENV, ResultsError, load_study
+from attnfd.analysis.stats import CORRECTIONS
 from attnfd.analysis.tables import PROTOCOLS
-from attnfd.arguments import OneLineParser, integer
+from attnfd.arguments import OneLineParser, finite_float, integer
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,6 +31,12 @@ def parser() -> argparse.ArgumentParser:
                    help="two row labels (or unique parts of them) for the per-class IoU figure; "
                         "default: per student, no distillation against the best row")
     p.add_argument("--top", type=integer, default=10, help="best configurations listed for a search (default 10)")
+    p.add_argument("--correction", choices=tuple(CORRECTIONS), default="holm",
+                   help="how the p-values of a block's comparisons with its no-distillation row are corrected: holm "
+                        "(Holm's step-down, family-wise error; the default) or bh (Benjamini-Hochberg, false discovery rate)")
+    p.add_argument("--detect", type=finite_float, default=1.0, metavar="POINTS",
+                   help="the seeds-needed table says how many seeds detect a difference of this many val mIoU points "
+                        "(80%% power, alpha 0.05; default 1.0)")
     return p
 
 
@@ -42,10 +49,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     if args.top < 1:
         _fail(f"--top must be >= 1, got {args.top}")
+    if not args.detect > 0:
+        _fail(f"--detect must be > 0 (val mIoU points), got {args.detect:g}")
     try:
         study = load_study(args.results)
         analysis = analyse(study, protocol=args.protocol, compare=tuple(args.compare) if args.compare else None,
-                           top=args.top)
+                           top=args.top, correction=args.correction, detect=args.detect)
         for table in analysis.tables:
             print(to_text(table))
         written = write(analysis, args.out)

@@ -8,6 +8,7 @@ every table and figure in one file with plotly.js inlined, so it opens offline a
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,9 +16,14 @@ import plotly.graph_objects as go
 
 from attnfd.analysis import figures as figs
 from attnfd.analysis import render
+from attnfd.analysis.confirm import Confirmation, has_confirm_stage
+from attnfd.analysis.noise import search_noise
 from attnfd.analysis.results import ResultsError, Study
 from attnfd.analysis.search import best_table, dimensions, importance_table, values_table
+from attnfd.analysis.seeds import seeds_table
+from attnfd.analysis.stats import CORRECTIONS
 from attnfd.analysis.tables import PROTOCOLS, Row, Table, best_epoch_table, build_rows, protocol_table
+from attnfd.names import SEARCH
 
 FIGURE_CONFIG = {"displaylogo": False, "responsive": True}
 
@@ -60,30 +66,45 @@ def default_pairs(rows: list[Row]) -> list[tuple[Row, Row]]:
     return pairs
 
 
-def analyse(study: Study, protocol: str | None = None, compare: tuple[str, str] | None = None, top: int = 10) -> Analysis:
+def analyse(study: Study, protocol: str | None = None, compare: tuple[str, str] | None = None, top: int = 10,
+            correction: str = "holm", detect: float = 1.0) -> Analysis:
+    """Every table and figure of a study. ``correction`` (holm or bh) corrects each block's
+    comparisons with its no-distillation row; ``detect`` is the difference (val mIoU points)
+    the seeds-needed table says how many seeds would detect."""
     protocol = protocol or study.protocol
     if protocol not in PROTOCOLS:
         raise ResultsError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-    rows = build_rows(study)
+    if correction not in CORRECTIONS:
+        raise ResultsError(f"unknown correction {correction!r}; choose one of {', '.join(CORRECTIONS)}")
+    if not (detect > 0 and math.isfinite(detect)):
+        raise ResultsError(f"the difference to detect must be a finite number > 0, got {detect}")
+    # a search's confirm stage reruns its configs at other seeds: its trials get their own table
+    own = study.phase(SEARCH) if protocol == "search" else study
+    rows = build_rows(own, correction)
     analysis = Analysis(study=study, protocol=protocol, rows=rows)
     if protocol == "search":
-        dims = dimensions(study)
-        analysis.tables += [best_table(study, rows, dims, top), importance_table(study, dims), values_table(study, dims)]
+        dims = dimensions(own)
+        noise = search_noise(study)
+        analysis.tables += [best_table(own, rows, dims, top, noise), importance_table(own, dims),
+                            values_table(own, dims, noise)]
+        if has_confirm_stage(study):
+            confirmation = Confirmation(study, correction)
+            analysis.tables += [confirmation.table(), seeds_table(confirmation.rows, detect)]
     else:
-        analysis.tables.append(protocol_table(study, protocol, rows))
-    analysis.tables.append(best_epoch_table(study, rows))
+        analysis.tables += [protocol_table(own, protocol, rows), seeds_table(rows, detect)]
+    analysis.tables.append(best_epoch_table(own, rows))
     pairs = [(find_row(rows, compare[0]), find_row(rows, compare[1]))] if compare else default_pairs(rows)
     for i, (a, b) in enumerate(pairs):
-        analysis.figures[f"per_class_{i + 1}"] = figs.per_class(study, a, b)
+        analysis.figures[f"per_class_{i + 1}"] = figs.per_class(own, a, b)
     optional = {
         "alpha_sweep": figs.alpha_sweep(rows),
-        "learning_curves": figs.learning_curves(study, rows),
+        "learning_curves": figs.learning_curves(own, rows),
     }
     if protocol == "search":
         optional.update({
-            "parallel_coordinates": figs.parallel_coordinates(study),
-            "best_so_far": figs.best_so_far(study),
-            "value_distributions": figs.value_distributions(study),
+            "parallel_coordinates": figs.parallel_coordinates(own),
+            "best_so_far": figs.best_so_far(own),
+            "value_distributions": figs.value_distributions(own),
         })
     analysis.figures.update({k: v for k, v in optional.items() if v is not None})
     return analysis

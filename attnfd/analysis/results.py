@@ -25,11 +25,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from attnfd.names import CONFIRM
+
 CONFIG = "config/"
 DEFAULT_STORAGE = Path("~/attnfd_results")
 STORAGE_ENV = "ATTNFD_RESULTS"
 # fields that say where or how a trial ran, not what it trained
-NOT_IDENTITY = ("seed", "out_dir", "resume", "cache_dir", "device", "workers", "teacher_checkpoint", "data_root")
+NOT_IDENTITY = ("seed", "out_dir", "resume", "cache_dir", "device", "workers", "threads", "teacher_checkpoint",
+                "data_root")
 # fields that mean nothing for a student trained alone: its cell ignores them
 DISTILL_ONLY = (
     "layers", "alpha", "alpha_schedule", "alpha_decay_start", "teacher_gate", "norm", "tap_relu",
@@ -55,6 +58,21 @@ class Study:
     @property
     def name(self) -> str:
         return str(self.meta.get("name") or self.path.name)
+
+    def phase(self, name: str) -> Study:
+        """The trials of one phase as a study of their own: ``confirm`` is a search's confirm
+        stage (with its own seeds, study.json ``confirm.seeds``); any other name the study's
+        own trials, the search's or the grid's (rows written before phases were recorded among them)."""
+        phases = self.trials["phase"] if "phase" in self.trials else pd.Series([None] * len(self.trials), dtype=object)
+        confirming = phases.map(lambda p: p == CONFIRM).astype(bool).to_numpy()
+        keep = confirming if name == CONFIRM else ~confirming
+        trials = self.trials[keep].reset_index(drop=True)
+        ids = set(trials["trial_id"]) if len(trials) else set()
+        epochs = self.epochs[self.epochs["trial_id"].isin(ids)].reset_index(drop=True) if len(self.epochs) else self.epochs
+        meta = dict(self.meta)
+        if name == CONFIRM:
+            meta["seeds"] = (self.meta.get("confirm") or {}).get("seeds")
+        return Study(path=self.path, meta=meta, epochs=epochs, trials=trials, warnings=self.warnings)
 
     @property
     def protocol(self) -> str:
@@ -241,6 +259,7 @@ def _trial_row(trial_id: str, rows: pd.DataFrame | None, summary: dict | None) -
     params = [p for p in params if _finite(p)]
     row = {
         "trial_id": trial_id,
+        "phase": _plain(last.get("phase")),
         "status": str(status),
         "error": error,
         "node": _plain(last.get("node")),

@@ -6,6 +6,11 @@ from the result rows: a completed trial with an mIoU is COMPLETE (its value in p
 early-stopped one PRUNED (with its per-epoch mIoU as intermediate values), a failed one or
 one that finished without an mIoU FAIL; unfinished trials are left out. PED-ANOVA needs
 nothing more; fANOVA and mean decrease impurity are added when scikit-learn is installed.
+
+A search says how much it can know: importances computed from fewer completed trials than
+PED-ANOVA needs are flagged as no finding, a value with one trial has no spread, and the seed
+noise (from the confirm stage, or from configs run at several seeds) stands next to the
+differences between configs, which a search measures at one seed each.
 """
 
 from __future__ import annotations
@@ -17,13 +22,27 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from attnfd.analysis.noise import NO_NOISE, SeedNoise
 from attnfd.analysis.results import CONFIG, UNFINISHED, Study, format_value, is_missing, varying_fields
-from attnfd.analysis.stats import format_p, summarise, welch_p
-from attnfd.analysis.tables import MISSING, Row, Table, metric_cell, result_epoch, seeds_cell, when_failed
+from attnfd.analysis.stats import format_p, summarise
+from attnfd.analysis.tables import MISSING, Row, Table, result_epoch, seeds_cell, summary_cell, when_failed
 
 # more distinct numeric values than this are grouped into quantile bins for the distribution
 MAX_VALUES = 8
 BINS = 4
+# PED-ANOVA's top quantile (Optuna's default gamma'), and how many trials Optuna's documentation
+# asks to have in it: "it is preferable to include at least 5 trials above target_quantile"
+PED_ANOVA_TOP = 0.1
+PED_ANOVA_TOP_TRIALS = 5
+
+
+def importance_trials_needed(top: float = PED_ANOVA_TOP, in_top: int = PED_ANOVA_TOP_TRIALS) -> int:
+    """The fewest completed trials whose top quantile holds ``in_top`` trials (as PED-ANOVA
+    counts it: ceil(top * n))."""
+    n = 1
+    while math.ceil(top * n) < in_top:
+        n += 1
+    return n
 
 
 def dimensions(study: Study) -> list[str]:
@@ -116,7 +135,7 @@ def _evaluators() -> dict:
         PedAnovaImportanceEvaluator,
     )
 
-    evaluators = {"ped_anova": PedAnovaImportanceEvaluator()}
+    evaluators = {"ped_anova": PedAnovaImportanceEvaluator(target_quantile=PED_ANOVA_TOP)}
     try:
         import sklearn  # noqa: F401
 
@@ -209,8 +228,9 @@ def _num(value: float, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) and math.isfinite(value) else MISSING
 
 
-def best_table(study: Study, rows: list[Row], dims: list[str], top: int = 10) -> Table:
-    """The best configurations over the whole search, each compared with the very best."""
+def best_table(study: Study, rows: list[Row], dims: list[str], top: int = 10, noise: SeedNoise | None = None) -> Table:
+    """The best configurations over the whole search, each compared with the very best, and
+    the seed noise those differences stand against."""
     scored = sorted((r for r in rows if r.metrics["miou"].n), key=lambda r: -r.metrics["miou"].mean)
     shown = scored[:top]
     best = shown[0] if shown else None
@@ -222,12 +242,10 @@ def best_table(study: Study, rows: list[Row], dims: list[str], top: int = 10) ->
     for rank, row in enumerate(shown, 1):
         config = row.config
         gap = row.metrics["miou"].mean - best.metrics["miou"].mean
-        p = welch_p(row.metrics["miou"], best.metrics["miou"]) if row is not best else math.nan
+        c = row.vs_best.get("miou")
+        p = c.p if c is not None and row is not best else math.nan
         epochs = sorted({result_epoch(t) for t in row.completed if result_epoch(t) is not None})
         versus = "best" if row is best else f"{gap:+.2f}" + (f" ({format_p(p)})" if format_p(p) else "")
-        # the table's deltas are against the global best here, not the block's plain student
-        plain = Row(key=row.key, block=row.block, trials=row.trials, seeds_asked=row.seeds_asked,
-                    seed_values=row.seed_values, metrics=row.metrics)
         reference = row.is_base
         # the reference trial is the student alone: the searched fields do not apply to it
         cells = ["no distillation (reference)"] + [""] * (len(dims) - 1) if reference and dims else \
@@ -235,7 +253,7 @@ def best_table(study: Study, rows: list[Row], dims: list[str], top: int = 10) ->
         gained = row.delta.get("miou", math.nan)
         against = "reference" if reference else f"{gained:+.2f}" if math.isfinite(gained) else MISSING
         table.body.append([str(rank)] + cells + [
-            seeds_cell(row), metric_cell(plain, "miou"), metric_cell(plain, "pixel_acc"),
+            seeds_cell(row), summary_cell(row, "miou"), summary_cell(row, "pixel_acc"),
             ",".join(map(str, epochs)) or MISSING, versus, against, " ".join(t["trial_id"] for t in row.completed)])
         if row is best:
             table.bold.add(len(table.body) - 1)
@@ -244,9 +262,11 @@ def best_table(study: Study, rows: list[Row], dims: list[str], top: int = 10) ->
                         "pixel_acc_pct_mean": row.metrics["pixel_acc"].mean,
                         "pixel_acc_pct_std": row.metrics["pixel_acc"].std, "miou_pct_vs_best": gap,
                         "miou_p_vs_best": p, "reference": reference, "miou_pct_vs_no_distillation": gained,
+                        "seed_noise_pair_sd_pct": noise.pair_sd if noise is not None else math.nan,
                         "trials": " ".join(t["trial_id"] for t in row.completed)})
     counts = study.trials["status"].value_counts().to_dict()
     table.notes.append("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    table.notes.append(noise_note(noise))
     for t in study.trials.to_dict("records"):
         if t["status"] == "failed":
             table.notes.append(f"trial {t['trial_id']} failed {when_failed(t)}: {t.get('error') or 'no error message'}")
@@ -254,21 +274,54 @@ def best_table(study: Study, rows: list[Row], dims: list[str], top: int = 10) ->
     return table
 
 
+def noise_note(noise: SeedNoise | None) -> str:
+    """The seed noise next to the differences between configs, each of which ran at one seed."""
+    if noise is None:
+        return NO_NOISE
+    text = noise.describe()
+    if math.isfinite(noise.pair_sd):
+        text += (f"; a gap between two single runs smaller than about 2 x {noise.pair_sd:.2f} = "
+                 f"{2 * noise.pair_sd:.2f} points is within that noise")
+    return text
+
+
 def importance_table(study: Study, dims: list[str]) -> Table:
     found, notes = importances(study, dims)
     evaluators = [c for c in found.columns if c != "dimension"]
     titles = {"ped_anova": "PED-ANOVA", "fanova": "fANOVA", "mean_decrease_impurity": "Mean decrease impurity"}
-    table = Table(name="search_importance", title="Importance of each searched dimension (Optuna, normalised to 1)",
+    completed = len(finished(study))
+    needed = importance_trials_needed()
+    title = f"Importance of each searched dimension (Optuna, normalised to 1; {completed} completed trials)"
+    if completed < needed:
+        title += f": too few trials to be a finding ({needed} needed)"
+        why = (f"not a finding: computed from {completed} completed trials. PED-ANOVA compares the top "
+               f"{PED_ANOVA_TOP:.0%} of the completed trials with all of them, and Optuna's documentation asks for "
+               f"at least {PED_ANOVA_TOP_TRIALS} trials in that top {PED_ANOVA_TOP:.0%}: {needed} completed trials. "
+               f"With {completed}, the top holds {math.ceil(PED_ANOVA_TOP * completed)}, and an importance only says "
+               "in which dimension those trials' values stand out, not what matters")
+        notes = [why, *notes]
+    found = found.assign(completed_trials=completed, trials_needed=needed, enough=completed >= needed)
+    table = Table(name="search_importance", title=title,
                   header=["Dimension"] + [titles.get(e, e) for e in evaluators], body=[], notes=notes, frame=found)
     for record in found.to_dict("records"):
         table.body.append([record["dimension"]] + [_num(record[e], 3) for e in evaluators])
     return table
 
 
-def values_table(study: Study, dims: list[str]) -> Table:
+def values_table(study: Study, dims: list[str], noise: SeedNoise | None = None) -> Table:
+    """mIoU per value of each dimension, each mean with the part of the seed noise it carries."""
     found = value_distribution(study, dims)
-    table = Table(name="search_values", title="val mIoU (%) of the completed trials per value of each dimension",
-                  header=["Dimension", "Value", "Trials", "mean ± std", "min", "max"], body=[], frame=found)
+    # the noise that does not cancel between configs run at the same seed is the paired sd / sqrt(2);
+    # a mean over n trials carries that over sqrt(n)
+    share = noise.pair_sd / math.sqrt(2) if noise is not None and math.isfinite(noise.pair_sd) else math.nan
+    found["seed_noise_pct"] = [share / math.sqrt(n) if n else math.nan for n in found["trials"]]
+    few = int((found["trials"] < 2).sum())
+    title = "val mIoU (%) of the completed trials per value of each dimension"
+    if few:
+        title += f" ({few} values with fewer than 2 trials: no spread)"
+    table = Table(name="search_values", title=title,
+                  header=["Dimension", "Value", "Trials", "mean ± std", "± seed noise", "min", "max"], body=[],
+                  frame=found)
     previous = None
     for r in found.to_dict("records"):
         if previous is not None and r["dimension"] != previous:
@@ -276,5 +329,12 @@ def values_table(study: Study, dims: list[str]) -> Table:
         previous = r["dimension"]
         spread = _num(r["miou_pct_mean"]) + (f" ± {_num(r['miou_pct_std'])}" if r["trials"] >= 2 else "")
         table.body.append([r["dimension"], r["value"], str(r["trials"]), spread if r["trials"] else MISSING,
-                           _num(r["miou_pct_min"]), _num(r["miou_pct_max"])])
+                           _num(r["seed_noise_pct"]), _num(r["miou_pct_min"]), _num(r["miou_pct_max"])])
+    if few:
+        table.notes.append("a value needs at least 2 completed trials for a spread, and a difference between two "
+                           "values needs that on both sides to be tested (Welch's test needs 2 per side)")
+    table.notes.append(noise_note(noise))
+    if math.isfinite(share):
+        table.notes.append(f"± seed noise: the seed's share of a value's mean, {share:.2f} / sqrt(trials) points "
+                           "(the paired sd over sqrt 2: the part that does not cancel between configs at one seed)")
     return table

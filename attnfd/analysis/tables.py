@@ -2,11 +2,14 @@
 alpha sweep, and a plain per-cell table for anything else.
 
 Every table has one block per student (the no-distillation row first) and one row per cell.
-A metric shows mean ± std over the cell's completed seeds in percent, then in brackets the
-difference to the block's no-distillation row with Welch's p-value; the last column compares
-each row with the block's best row the same way. A row with fewer seeds than asked, a failed
-or unfinished trial, or a missing value says so in a note under the table; a missing value is
-shown as "-", never as 0.
+A metric shows mean ± std over the cell's completed seeds in percent. Each row is compared
+with its block's no-distillation row: paired over the seeds both have (the paired t-test,
+its 95% CI and the exact sign-flip p), else Welch's test (attnfd.analysis.stats says why).
+The p-values of a block's comparisons are corrected together (Holm, or Benjamini-Hochberg),
+and a row whose corrected p stays below 0.05 is marked. The last column compares each row
+with the block's best row the same way, uncorrected. A row with fewer seeds than asked, a
+failed or unfinished trial, or a missing value says so in a note under the table; a missing
+value is shown as "-", never as 0.
 """
 
 from __future__ import annotations
@@ -27,7 +30,19 @@ from attnfd.analysis.results import (
     cell_label,
     format_value,
 )
-from attnfd.analysis.stats import Summary, format_p, summarise, welch_p
+from attnfd.analysis.stats import (
+    ALPHA,
+    CORRECTIONS,
+    EXACT_PAIRS,
+    PAIRED,
+    Comparison,
+    Summary,
+    compare,
+    correct,
+    format_number_p,
+    format_p,
+    summarise,
+)
 
 METRICS = ("miou", "pixel_acc")
 METRIC_TITLES = {"miou": "val mIoU (%)", "pixel_acc": "val Accuracy (%)"}
@@ -50,10 +65,13 @@ class Row:
     seeds_asked: int | None = None
     seed_values: list | None = None
     metrics: dict[str, Summary] = field(default_factory=dict)
+    # difference of the means with the block's no-distillation row
     delta: dict[str, float] = field(default_factory=dict)
-    p_base: dict[str, float] = field(default_factory=dict)
-    vs_best: dict[str, float] = field(default_factory=dict)
-    p_best: dict[str, float] = field(default_factory=dict)
+    # the comparison with the block's no-distillation row, and its p corrected over the block
+    vs_base: dict[str, Comparison] = field(default_factory=dict)
+    p_corrected: dict[str, float] = field(default_factory=dict)
+    correction: str = "holm"
+    vs_best: dict[str, Comparison] = field(default_factory=dict)
     is_base: bool = False
     is_best: bool = False
     # val mIoU at each completed trial's best epoch (selection on val), beside the last epoch's
@@ -104,6 +122,23 @@ class Row:
     def short(self) -> bool:
         return self.seeds_asked is not None and len(self.seeds_done) < self.seeds_asked
 
+    def by_seed(self, metric: str) -> dict:
+        """The metric in percent per seed of the completed trials (a seed run twice: their mean)."""
+        values: dict = {}
+        for t in self.completed:
+            if _finite(t.get(metric)):
+                values.setdefault(t.get(CONFIG + "seed"), []).append(100 * t[metric])
+        return {seed: float(np.mean(v)) for seed, v in values.items()}
+
+    def tested(self, metric: str) -> bool:
+        """Whether the comparison with the block's no-distillation row has a p-value (one of the block's family)."""
+        c = self.vs_base.get(metric)
+        return c is not None and math.isfinite(c.p)
+
+    def significant(self, metric: str) -> bool:
+        p = self.p_corrected.get(metric, math.nan)
+        return math.isfinite(p) and p < ALPHA
+
     @property
     def params_m(self) -> float:
         values = [t["params_m"] for t in self.trials if _finite(t.get("params_m"))]
@@ -135,20 +170,25 @@ def _block_fields(fields: list[str]) -> list[str]:
     return [f for f in fields if f not in DISTILL_ONLY and f != "distill"]
 
 
-def build_rows(study: Study) -> list[Row]:
+def build_rows(study: Study, correction: str = "holm", fields: list[str] | None = None) -> list[Row]:
     """One row per cell, grouped in blocks (student and any other non-distillation field that
-    varies), with deltas and p-values against the block's plain student and its best row."""
+    varies), each compared with its block's plain student (p corrected over the block with
+    ``correction``) and with its best row. ``fields``: the config fields that make a cell
+    (default: those that vary in ``study``)."""
+    if correction not in CORRECTIONS:
+        raise ValueError(f"unknown correction {correction!r}; choose one of {', '.join(CORRECTIONS)}")
     trials = study.trials.to_dict("records")
     if not trials:
         return []
-    fields = cell_fields(study.trials)
+    fields = cell_fields(study.trials) if fields is None else fields
     block_fields = _block_fields(fields)
     rows: dict[tuple, Row] = {}
     for trial in trials:
         key = cell_key(trial, fields)
         if key not in rows:
             block = tuple((k, v) for k, v in key if k in block_fields)
-            rows[key] = Row(key=key, block=block, trials=[], seeds_asked=study.seeds_asked, seed_values=study.seed_values)
+            rows[key] = Row(key=key, block=block, trials=[], seeds_asked=study.seeds_asked, seed_values=study.seed_values,
+                            correction=correction)
         rows[key].trials.append(trial)
     for row in rows.values():
         for metric in METRICS:
@@ -166,15 +206,17 @@ def build_rows(study: Study) -> list[Row]:
         best = max(scored, key=lambda r: r.metrics[primary].mean) if scored else None
         if best is not None:
             best.is_best = True
-        for row in members:
-            for metric in METRICS:
-                mine = row.metrics[metric]
+        for metric in METRICS:
+            for row in members:
+                mine = row.by_seed(metric)
                 if base is not None and row is not base:
-                    row.delta[metric] = mine.mean - base.metrics[metric].mean
-                    row.p_base[metric] = welch_p(mine, base.metrics[metric])
+                    row.delta[metric] = row.metrics[metric].mean - base.metrics[metric].mean
+                    row.vs_base[metric] = compare(mine, base.by_seed(metric))
                 if best is not None and row is not best:
-                    row.vs_best[metric] = mine.mean - best.metrics[metric].mean
-                    row.p_best[metric] = welch_p(mine, best.metrics[metric])
+                    row.vs_best[metric] = compare(mine, best.by_seed(metric))
+            compared = [r for r in members if metric in r.vs_base]
+            for row, p in zip(compared, correct([r.vs_base[metric].p for r in compared], correction)):
+                row.p_corrected[metric] = p
     return rows_in_order(list(rows.values()))
 
 
@@ -238,28 +280,99 @@ class Table:
     frame: pd.DataFrame | None = None  # the numbers behind the table, for CSV
 
 
-def metric_cell(row: Row, metric: str) -> str:
+# how a correction is named in a column header or a cell
+CORRECTION_SHORT = {"holm": "Holm", "bh": "BH"}
+SIGNIFICANT = "*"
+
+
+def summary_cell(row: Row, metric: str) -> str:
+    """mean ± std over the seeds (``[n=2]`` when fewer seeds than the row's have this metric)."""
     s = row.metrics[metric]
     if not s.n:
         return MISSING
     text = f"{s.mean:.2f}" if s.n < 2 else f"{s.mean:.2f} ± {s.std:.2f}"
-    if metric in row.delta:
-        inside = [f"{row.delta[metric]:+.2f}"]
-        if format_p(row.p_base.get(metric, math.nan)):
-            inside.append(format_p(row.p_base[metric]))
-        text += f" ({', '.join(inside)})"
     if s.n < len(row.seeds_done):
         text += f" [n={s.n}]"
     return text
 
 
+def corrected_text(row: Row, metric: str) -> str:
+    """The corrected p of the comparison with the no-distillation row, marked when it stays significant."""
+    p = row.p_corrected.get(metric, math.nan)
+    return format_number_p(p) + (f" {SIGNIFICANT}" if row.significant(metric) else "")
+
+
+def metric_cell(row: Row, metric: str) -> str:
+    """mean ± std, then in brackets the difference to the block's no-distillation row and its
+    corrected p-value."""
+    text = summary_cell(row, metric)
+    c = row.vs_base.get(metric)
+    if text == MISSING or c is None or not math.isfinite(c.diff):
+        return text
+    inside = [f"{c.diff:+.2f}"]
+    if math.isfinite(row.p_corrected.get(metric, math.nan)):
+        inside.append(f"{CORRECTION_SHORT[row.correction]} p={corrected_text(row, metric)}")
+    return text + f" ({', '.join(inside)})"
+
+
+def difference_cell(c: Comparison | None) -> str:
+    """``+9.00 [+6.52, +11.48]``: a difference and its 95% CI (the CI left out where there is none)."""
+    if c is None or not math.isfinite(c.diff):
+        return MISSING
+    if not (math.isfinite(c.low) and math.isfinite(c.high)):
+        return f"{c.diff:+.2f}"
+    return f"{c.diff:+.2f} [{c.low:+.2f}, {c.high:+.2f}]"
+
+
+def test_cell(c: Comparison | None) -> str:
+    if c is None or not math.isfinite(c.diff):
+        return ""
+    return f"paired t, {c.n} seeds" if c.paired else "Welch"
+
+
 def best_cell(row: Row, metric: str) -> str:
     if row.is_best:
         return "best"
-    if metric not in row.vs_best or not row.metrics[metric].n:
+    c = row.vs_best.get(metric)
+    if c is None or not row.metrics[metric].n or not math.isfinite(c.diff):
         return MISSING
-    p = format_p(row.p_best.get(metric, math.nan))
-    return f"{row.vs_best[metric]:+.2f}" + (f" ({p})" if p else "")
+    p = format_p(c.p)
+    return f"{c.diff:+.2f}" + (f" ({'paired' if c.paired else 'Welch'} {p})" if p else "")
+
+
+def comparison_cells(row: Row, metric: str) -> list[str]:
+    """The columns of the comparison with the block's no-distillation row: difference and CI,
+    the test, its p, the corrected p, the exact permutation p."""
+    if row.is_base:
+        return ["", "", "", "", ""]
+    c = row.vs_base.get(metric)
+    if c is None or not math.isfinite(c.diff):
+        return [MISSING, "", "", "", ""]
+    return [difference_cell(c), test_cell(c), format_number_p(c.p), corrected_text(row, metric),
+            format_number_p(c.p_exact)]
+
+
+def comparison_header(correction: str) -> list[str]:
+    return ["Δ mIoU vs no distillation [95% CI]", "test", "p", f"{CORRECTION_SHORT[correction]} p", "p exact"]
+
+
+def statistics_note(rows: list[Row], correction: str, metric: str = "miou") -> str:
+    """What the comparison columns mean, with each block's family size."""
+    families = []
+    for block in dict.fromkeys(r.block for r in rows):
+        m = sum(1 for r in rows if r.block == block and r.tested(metric))
+        if m:
+            families.append(f"{cell_label(block)}: {m}")
+    smallest = min((r.vs_base[metric].n for r in rows if metric in r.vs_base and r.vs_base[metric].paired
+                    and r.vs_base[metric].n >= 2), default=None)
+    floor = (f"; with {smallest} pairs it cannot be below 2/2^{smallest} = {2 / 2 ** smallest:.3g}"
+             if smallest is not None and smallest <= EXACT_PAIRS else "")
+    return (f"Δ: the row minus its block's no-distillation row, the mean of the per-seed differences over the "
+            f"seeds both have ({PAIRED}-test, 95% t interval); Welch's test over each row's seeds where fewer than "
+            f"two seeds are shared. {CORRECTION_SHORT[correction]} p: {CORRECTIONS[correction]}'s correction over "
+            f"each block's comparisons with its no-distillation row ({', '.join(families) or 'none testable'}); "
+            f"{SIGNIFICANT} stays below {ALPHA:g}. p exact: the sign-flip permutation test of the paired "
+            f"differences{floor}.")
 
 
 def seeds_cell(row: Row) -> str:
@@ -331,6 +444,17 @@ def _method(row: Row) -> str:
     return "no distillation" if row.is_base or _is_plain(dict(row.key)) else str(row.config.get("distill"))
 
 
+def comparison_record(prefix: str, c: Comparison | None) -> dict:
+    """A comparison's numbers as CSV columns named ``<prefix>_...`` (percent points; empty where missing)."""
+    c = c or Comparison("", 0, math.nan)
+    return {
+        f"{prefix}_test": c.test or None, f"{prefix}_pairs": c.n if c.paired else None,
+        f"{prefix}_paired_seeds": ",".join(map(format_value, c.seeds)) or None,
+        f"{prefix}_pct_diff": c.diff, f"{prefix}_pct_ci_low": c.low, f"{prefix}_pct_ci_high": c.high,
+        f"{prefix}_pct_diff_sd": c.sd, f"{prefix}_p": c.p, f"{prefix}_p_exact": c.p_exact, f"{prefix}_p_welch": c.p_welch,
+    }
+
+
 def frame(rows: list[Row], study: Study) -> pd.DataFrame:
     """The numbers behind a table, one line per row (percent units; empty where missing)."""
     records = []
@@ -341,18 +465,23 @@ def frame(rows: list[Row], study: Study) -> pd.DataFrame:
             "layers_run": row.config.get("layers") if not row.is_base else None,
             "alpha_run": row.config.get("alpha") if not row.is_base else None,
             "seeds_asked": row.seeds_asked, "seeds_done": len(row.seeds_done),
+            "seeds": ",".join(map(format_value, row.seeds_done)) or None,
             "missing_seeds": ",".join(map(str, row.missing_seeds or [])) or None,
             "failed": len(row.failed), "stopped": len(row.stopped), "unfinished": len(row.unfinished),
-            "params_m": row.params_m,
+            "params_m": row.params_m, "correction": row.correction,
         })
         for metric in METRICS:
             s = row.metrics[metric]
+            record.update({f"{metric}_pct_mean": s.mean, f"{metric}_pct_std": s.std, f"{metric}_n": s.n,
+                           f"{metric}_pct_delta": row.delta.get(metric, math.nan)})
+            record.update(comparison_record(metric, row.vs_base.get(metric)))
+            record.update({f"{metric}_p_corrected": row.p_corrected.get(metric, math.nan),
+                           f"{metric}_significant": row.significant(metric) if metric in row.vs_base else None})
+            best = row.vs_best.get(metric)
             record.update({
-                f"{metric}_pct_mean": s.mean, f"{metric}_pct_std": s.std, f"{metric}_n": s.n,
-                f"{metric}_pct_delta": row.delta.get(metric, math.nan),
-                f"{metric}_p_vs_base": row.p_base.get(metric, math.nan),
-                f"{metric}_pct_vs_best": row.vs_best.get(metric, 0.0 if row.is_best else math.nan),
-                f"{metric}_p_vs_best": row.p_best.get(metric, math.nan),
+                f"{metric}_pct_vs_best": best.diff if best is not None else 0.0 if row.is_best else math.nan,
+                f"{metric}_p_vs_best": best.p if best is not None else math.nan,
+                f"{metric}_test_vs_best": best.test if best is not None else None,
             })
         best = row.best_epoch_miou
         if best is not None:
@@ -374,20 +503,24 @@ def _shown_fields(rows: list[Row], dedicated: tuple[str, ...]) -> list[str]:
 
 
 PROTOCOL_TABLES = {
-    "layers": ("table3", "Table 3: distilled layers (mean ± std over seeds; (delta vs no distillation, Welch p))"),
-    "methods": ("table1", "Table 1: distillation methods (mean ± std over seeds; (delta vs no distillation, Welch p))"),
-    "alpha": ("alpha", "Alpha sweep (mean ± std over seeds; (delta vs no distillation, Welch p))"),
-    "search": ("cells", "Every configuration (mean ± std over seeds; (delta vs no distillation, Welch p))"),
+    "layers": ("table3", "Table 3: distilled layers"),
+    "methods": ("table1", "Table 1: distillation methods"),
+    "alpha": ("alpha", "Alpha sweep"),
+    "search": ("cells", "Every configuration"),
 }
 
 
-def protocol_table(study: Study, protocol: str | None = None, rows: list[Row] | None = None) -> Table:
+def protocol_table(study: Study, protocol: str | None = None, rows: list[Row] | None = None,
+                   correction: str = "holm") -> Table:
     """The table of a protocol in the paper's form; ``protocol`` defaults to the study's."""
     protocol = protocol or study.protocol
     if protocol not in PROTOCOL_TABLES:
         protocol = "search"
-    rows = build_rows(study) if rows is None else rows
+    rows = build_rows(study, correction) if rows is None else rows
+    correction = rows[0].correction if rows else correction
     name, title = PROTOCOL_TABLES[protocol]
+    title += (f" (mean ± std over seeds; paired difference vs no distillation with its 95% CI, "
+              f"{CORRECTIONS[correction]}-corrected p)")
     stages = _used_stages(rows) if protocol == "layers" else []
     if protocol == "layers":
         dedicated, lead = ("layers",), ["Student", *(t.capitalize() for t in stages), "Backbone", "Encoder", "Decoder"]
@@ -398,7 +531,8 @@ def protocol_table(study: Study, protocol: str | None = None, rows: list[Row] | 
     else:
         dedicated, lead = (), ["Student", "Method"]
     other = _shown_fields(rows, dedicated)
-    header = lead + other + ["Seeds", METRIC_TITLES["miou"], METRIC_TITLES["pixel_acc"], "vs best mIoU"]
+    header = lead + other + ["Seeds", METRIC_TITLES["miou"], *comparison_header(correction), METRIC_TITLES["pixel_acc"],
+                             "vs best mIoU"]
     if protocol == "methods":
         header.append("Params (M)")
     table = Table(name=name, title=title, header=header, body=[])
@@ -420,7 +554,8 @@ def protocol_table(study: Study, protocol: str | None = None, rows: list[Row] | 
             cells = [_student(row), _method(row)]
         key = dict(row.key)
         cells += [format_value(key.get(k)) if key.get(k) is not None else ("n/a" if row.is_base else MISSING) for k in other]
-        cells += [seeds_cell(row), metric_cell(row, "miou"), metric_cell(row, "pixel_acc"), best_cell(row, "miou")]
+        cells += [seeds_cell(row), summary_cell(row, "miou"), *comparison_cells(row, "miou"),
+                  metric_cell(row, "pixel_acc"), best_cell(row, "miou")]
         if protocol == "methods":
             cells.append(f"{row.params_m:.1f}" if _finite(row.params_m) else MISSING)
         if row.is_best:
@@ -429,6 +564,8 @@ def protocol_table(study: Study, protocol: str | None = None, rows: list[Row] | 
         note = row_note(row)
         if note:
             table.notes.append(note)
+    if any(r.vs_base for r in rows):
+        table.notes.append(statistics_note(rows, correction))
     table.notes.extend(f"warning: {w}" for w in study.warnings)
     table.frame = frame(rows, study)
     return table

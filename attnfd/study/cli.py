@@ -152,7 +152,10 @@ def _run(prog: str, args, make_spec) -> None:
         _fail(prog, str(err))
     except OSError as err:  # storage that fails once the study runs (a full disk, a revoked bucket)
         _fail(prog, f"{type(err).__name__}: {err}")
-    _print_outcome(spec, rows, best_row(rows))
+    from attnfd.names import CONFIRM
+
+    # the search's own best trial; the confirm stage's verdict is printed beside it
+    _print_outcome(spec, rows, best_row([r for r in rows if r.get("phase") != CONFIRM]))
 
 
 def _print_outcome(spec, rows: list[dict], best: dict | None) -> None:
@@ -164,17 +167,35 @@ def _print_outcome(spec, rows: list[dict], best: dict | None) -> None:
         shown = {k.removeprefix("config/"): best[k] for k in ("config/backbone", "config/distill", "config/alpha",
                                                               "config/layers", "config/alpha_schedule", "config/seed")}
         shown.update({k: best[f"config/{k}"] for k in spec.searched if f"config/{k}" in best})
-        print(f"best: val mIoU {best['miou']:.4f}, pixel acc {best['pixel_acc']:.4f}, trial {best['trial_id']}")
+        one = " (one run, one seed)" if spec.search else ""
+        print(f"best trial{one}: val mIoU {best['miou']:.4f}, pixel acc {best['pixel_acc']:.4f}, trial {best['trial_id']}")
         print("best config: " + json.dumps(shown))
+    for line in _confirmation(spec, rows):
+        print(line)
     if counts.get("running"):
         print(f"unfinished trials remain; continue with --resume --name {spec.name}")
-    print(f"results: {spec.experiment}/results (analyse with: python analysis/ablation.py --results {spec.experiment})")
+    print(f"results: {spec.folder}/results (analyse with: python analysis/ablation.py --results {spec.folder})")
+
+
+def _confirmation(spec, rows: list[dict]) -> list[str]:
+    """What the confirm stage found, computed by the analysis from the results folder."""
+    from attnfd.names import CONFIRM
+
+    if not spec.search or not any(r.get("phase") == CONFIRM for r in rows):
+        return []
+    if "://" in spec.storage:
+        return ["the confirm stage's verdict: run the analysis on a copy of the results folder"]
+    from attnfd.analysis.confirm import Confirmation
+    from attnfd.analysis.results import load_study
+
+    return [f"confirm stage: {line}" for line in Confirmation(load_study(spec.folder)).summary_lines()]
 
 
 def search_main(argv: list[str] | None = None) -> None:
     parser = OneLineParser(
         prog="search", description="Optuna (TPE) search over alpha, the distilled layer subset and the alpha-decay "
-        "variant, one Ray Tune trial per config; the paper's setting is evaluated first and ASHA stops poor trials.")
+        "variant, one Ray Tune trial per config; the paper's setting is evaluated first and ASHA stops poor trials. "
+        "Then the confirm stage reruns the best configs, the paper's setting and the student alone over fresh seeds.")
     _common(parser)
     parser.add_argument("--student", default="resnet18", help="the student backbone")
     parser.add_argument("--num-samples", type=integer, default=6,
@@ -186,9 +207,18 @@ def search_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--taps", default="backbone,encoder,decoder",
                         help="the taps whose subsets are tried: the paper's backbone,encoder,decoder (default) plus any of "
                              "stage1,stage2,stage3 (the backbone's earlier stages)")
+    parser.add_argument("--confirm", type=integer, default=3, metavar="K",
+                        help="after the search, rerun its K best completed configs, the paper's setting and the student "
+                             "alone over --confirm-seeds fresh seeds, paired (default 3; 0: no confirm stage)")
+    parser.add_argument("--confirm-seeds", type=integer, default=3, metavar="N",
+                        help="seeds of the confirm stage: --seed + 1 ... --seed + N (default 3)")
     args = parser.parse_args(argv)
 
     def make_spec():
+        if args.confirm < 0:
+            raise ConfigError(f"--confirm must be >= 0, got {args.confirm}")
+        if args.confirm_seeds < 1:
+            raise ConfigError(f"--confirm-seeds must be >= 1, got {args.confirm_seeds}")
         alpha_range = _floats(args.alpha_range, "--alpha-range")
         if len(alpha_range) != 2:
             raise ConfigError(f"--alpha-range takes LOW:HIGH, got {args.alpha_range!r}")
@@ -203,7 +233,8 @@ def search_main(argv: list[str] | None = None) -> None:
         name = _study_name(args, storage, "search", f"search-{args.dataset}-{args.student}")
         return StudySpec(protocol="search", base=base, name=name, space=space, searched=space.dimensions,
                          seeds=[args.seed], num_samples=args.num_samples, sampler_seed=args.seed,
-                         asha=not args.no_asha, **_spec_kwargs(args, storage))
+                         asha=not args.no_asha, confirm=args.confirm, confirm_seeds=args.confirm_seeds,
+                         **_spec_kwargs(args, storage))
 
     _run("search", args, make_spec)
 

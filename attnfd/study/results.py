@@ -116,8 +116,13 @@ def read_study_meta(storage: str, name: str) -> dict | None:
 
 
 class ResultsWriter(Callback):
-    def __init__(self, storage: str, name: str, protocol: str):
-        self.storage, self.name, self.protocol = storage, name, protocol
+    """``phase``: what every row it writes says in its ``phase`` column (search, confirm or grid)."""
+
+    # a writer restored from a study started before phases were recorded has none
+    phase: str | None = None
+
+    def __init__(self, storage: str, name: str, protocol: str, phase: str):
+        self.storage, self.name, self.protocol, self.phase = storage, name, protocol, phase
         self._rows: dict[str, dict[int, dict]] = {}
 
     def __getstate__(self) -> dict:
@@ -137,7 +142,7 @@ class ResultsWriter(Callback):
         write_table(self.storage, self._file(trial.trial_id), [rows[e] for e in sorted(rows)])
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        row = {"study": self.name, "protocol": self.protocol, "trial_id": trial.trial_id,
+        row = {"study": self.name, "protocol": self.protocol, "phase": self.phase, "trial_id": trial.trial_id,
                "node": result.get("node_ip"), "pid": result.get("pid")}
         row.update({k: v for k, v in result.items() if k in METRIC_KEYS or k.startswith("loss_")})
         for key in ("miou", "pixel_acc"):
@@ -151,7 +156,8 @@ class ResultsWriter(Callback):
         rows = self._trial_rows(trial.trial_id)
         if not rows:
             # a trial that failed before its first epoch still gets a row with its error
-            rows[0] = {"study": self.name, "protocol": self.protocol, "trial_id": trial.trial_id, "node": None,
+            rows[0] = {"study": self.name, "protocol": self.protocol, "phase": self.phase, "trial_id": trial.trial_id,
+                       "node": None,
                        "status": status, "error": error, "epoch": 0, "miou": math.nan, "pixel_acc": math.nan,
                        **flat_config(trial.config)}
         last = rows[max(rows)]

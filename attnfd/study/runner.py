@@ -1,9 +1,11 @@
 """One study on Ray: validate every config, prepare the teachers once, run the trials, write results.
 
 A study is either a search (Optuna's TPE over a ``SearchSpace``, the paper's setting first,
-ASHA stopping poor trials) or a grid (a protocol's cells x seeds, every trial to the end).
-Its folder ``<storage>/<name>/`` holds Ray's experiment state (so ``resume`` continues it),
-the trials' checkpoints and the ``results/`` Parquet files.
+ASHA stopping poor trials; then, with ``confirm``, its confirm stage: the best configs rerun
+as a grid over fresh seeds, ``attnfd.study.confirm``) or a grid (a protocol's cells x seeds,
+every trial to the end). Its folder ``<storage>/<name>/`` holds Ray's experiment state (so
+``resume`` continues it; a confirm stage's is in ``<name>/confirm/``), the trials'
+checkpoints and the ``results/`` Parquet files, each row marked with its ``phase``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from attnfd.config import ConfigError, TrainConfig
+from attnfd.names import CONFIRM, GRID, SEARCH
 from attnfd.study import results as res
 from attnfd.study.space import SearchSpace
 from attnfd.study.trainable import CELL, OBJECTIVE, teacher_key, train_trial, trial_values
@@ -53,22 +56,44 @@ class StudySpec:
     resume: bool = False
     # -1: the minute summaries only; 0: one line per trial event too; 1: Ray's tables and warnings as well
     verbose: int = 0
+    # a search's confirm stage: this many of its best configs, the paper's setting and the student
+    # alone, each over confirm_seeds fresh seeds (0: none)
+    confirm: int = 0
+    confirm_seeds: int = 3
+    # which phase of the study this spec runs (default: the protocol's own, search or grid)
+    phase: str | None = None
+
+    @property
+    def stage(self) -> str:
+        return self.phase or (SEARCH if self.protocol == "search" else GRID)
 
     @property
     def search(self) -> bool:
-        return self.protocol == "search"
+        """Optuna chooses the trials; otherwise they are cells x seeds."""
+        return self.stage == SEARCH
+
+    @property
+    def folder(self) -> str:
+        return f"{self.storage.rstrip('/')}/{self.name}"
 
     @property
     def experiment(self) -> str:
-        return f"{self.storage.rstrip('/')}/{self.name}"
+        """Ray's experiment folder of this phase."""
+        return f"{self.folder}/{CONFIRM}" if self.stage == CONFIRM else self.folder
+
+    @property
+    def trial_base(self) -> dict:
+        """What every trial's config shares: the base, with the threads --cpus-per-trial gives it
+        (recorded in the rows as config/threads) unless the base fixes them."""
+        return {"threads": _threads(self), **self.base}
 
 
 def trial_configs(spec: StudySpec) -> list[dict]:
     """The configs the study can run, as Tune configs (the search: its first point)."""
     if spec.search:
         paper_alpha = TrainConfig.from_dict({**spec.base, "alpha": None}).alpha
-        return [{**spec.base, **spec.space.paper_point(paper_alpha), "seed": spec.seeds[0]}]
-    return [{**spec.base, CELL: cell, "seed": seed} for cell in spec.cells for seed in spec.seeds]
+        return [{**spec.trial_base, **spec.space.paper_point(paper_alpha), "seed": spec.seeds[0]}]
+    return [{**spec.trial_base, CELL: cell, "seed": seed} for cell in spec.cells for seed in spec.seeds]
 
 
 def validate(spec: StudySpec) -> list[TrainConfig]:
@@ -79,6 +104,8 @@ def validate(spec: StudySpec) -> list[TrainConfig]:
         raise ConfigError("a grid study needs at least one cell")
     if spec.num_samples < 1:
         raise ConfigError(f"num_samples must be >= 1, got {spec.num_samples}")
+    if spec.confirm < 0 or spec.confirm_seeds < 1:
+        raise ConfigError(f"--confirm must be >= 0 and --confirm-seeds >= 1, got {spec.confirm} and {spec.confirm_seeds}")
     if not (spec.cpus_per_trial > 0 and spec.gpus_per_trial >= 0):  # NaN fails both
         raise ConfigError("cpus per trial must be > 0 and gpus per trial >= 0")
     if "://" not in spec.storage:
@@ -209,10 +236,13 @@ def _tuner(spec: StudySpec, trainable):
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    writer = res.ResultsWriter(spec.storage, spec.name, spec.protocol)
+    writer = res.ResultsWriter(spec.storage, spec.name, spec.protocol, spec.stage)
     storage_path = spec.storage if "://" in spec.storage else str(Path(spec.storage).expanduser().resolve())
+    # a confirm stage is an experiment of its own inside the study's folder
+    storage_path, name = (f"{storage_path.rstrip('/')}/{spec.name}", CONFIRM) if spec.stage == CONFIRM else \
+        (storage_path, spec.name)
     run_config = tune.RunConfig(
-        name=spec.name, storage_path=storage_path, verbose=max(spec.verbose, 0),
+        name=name, storage_path=storage_path, verbose=max(spec.verbose, 0),
         # Ray's own JSON/CSV logs stay; its TensorBoard logger is left out (set below), as it
         # chokes on the NaN mIoU of epochs that are not evaluated
         callbacks=[writer, JsonLoggerCallback(), CSVLoggerCallback(), _console(spec)],
@@ -235,13 +265,13 @@ def _tuner(spec: StudySpec, trainable):
         if spec.asha and epochs > 1:
             scheduler = StudyASHA(time_attr="training_iteration", max_t=epochs,
                                   grace_period=max(1, epochs // 4), reduction_factor=2)
-        param_space = {**spec.base, "seed": spec.seeds[0]}
+        param_space = {**spec.trial_base, "seed": spec.seeds[0]}
         tune_config = tune.TuneConfig(metric=OBJECTIVE, mode="max", search_alg=searcher, scheduler=scheduler,
                                       num_samples=spec.num_samples + int(spec.reference),
                                       max_concurrent_trials=spec.max_concurrent,
                                       reuse_actors=True, trial_dirname_creator=trial_dirname)
     else:
-        param_space = {**spec.base, CELL: tune.grid_search(spec.cells), "seed": tune.grid_search(spec.seeds)}
+        param_space = {**spec.trial_base, CELL: tune.grid_search(spec.cells), "seed": tune.grid_search(spec.seeds)}
         tune_config = tune.TuneConfig(metric=OBJECTIVE, mode="max", num_samples=1,
                                       max_concurrent_trials=spec.max_concurrent, reuse_actors=True,
                                       trial_dirname_creator=trial_dirname)
@@ -264,7 +294,8 @@ def _tune_console(verbose: int):
 
 
 def run_study(spec: StudySpec) -> list[dict]:
-    """Run (or resume) the study; returns each trial's last row, as in summary.parquet."""
+    """Run (or resume) the study, its confirm stage included; returns each trial's last row, as
+    in summary.parquet."""
     configs = validate(spec)
     # read by Tune in this process: our loggers are given explicitly (see _tuner), and short
     # trials checkpoint often enough to trigger a warning meant for slow storage
@@ -282,29 +313,42 @@ def run_study(spec: StudySpec) -> list[dict]:
     try:
         if meta is None:
             from attnfd.data import dataset_class_names
+            from attnfd.study.confirm import confirm_plan
 
             res.write_study_meta(spec.storage, spec.name, {
                 "protocol": spec.protocol, "dataset": configs[0].dataset,
                 "class_names": list(dataset_class_names(configs[0].dataset)), "seeds": spec.seeds,
                 "metric": "miou", "searched": spec.searched, "num_samples": spec.num_samples,
+                **({"confirm": confirm_plan(spec)} if spec.search and spec.confirm else {}),
             })
         teachers = prepare_teachers(spec, configs)
         trainable = tune.with_resources(
-            tune.with_parameters(train_trial, teachers=teachers, threads=_threads(spec), verbose=spec.verbose > 0),
+            tune.with_parameters(train_trial, teachers=teachers, verbose=spec.verbose > 0),
             {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial},
         )
-        if spec.resume and tune.Tuner.can_restore(spec.experiment):
-            tuner = tune.Tuner.restore(spec.experiment, trainable=trainable, resume_errored=True)
-        else:
-            tuner = _tuner(spec, trainable)
-        with _tune_console(spec.verbose):
-            tuner.fit()
+        run_phase(spec, trainable)
+        if spec.search and spec.confirm:
+            from attnfd.study.confirm import run_confirm_stage
+
+            run_confirm_stage(spec, trainable)
         return res.write_summary(spec.storage, spec.name)
     finally:
         if started:
             import ray
 
             ray.shutdown()
+
+
+def run_phase(spec: StudySpec, trainable) -> None:
+    """Run one phase's trials on Ray, continuing its experiment when the study is resumed."""
+    from ray import tune
+
+    if spec.resume and tune.Tuner.can_restore(spec.experiment):
+        tuner = tune.Tuner.restore(spec.experiment, trainable=trainable, resume_errored=True)
+    else:
+        tuner = _tuner(spec, trainable)
+    with _tune_console(spec.verbose):
+        tuner.fit()
 
 
 def best_row(rows: list[dict]) -> dict | None:

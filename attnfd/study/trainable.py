@@ -133,13 +133,12 @@ def _restored(work: Path) -> tuple[str | None, float]:
     return None, 0.0
 
 
-def train_trial(config: dict, teachers: dict[str, bytes] | None = None, threads: int | None = None,
-                verbose: bool = False) -> None:
+def train_trial(config: dict, teachers: dict[str, bytes] | None = None, verbose: bool = False) -> None:
+    """One trial: ``fit`` with the trial's config (its ``threads`` included: the study sets them
+    from --cpus-per-trial, and the rows record them)."""
     import ray
     from ray import tune
 
-    if threads:
-        torch.set_num_threads(threads)
     if not verbose:
         # the study's console reports each trial; library warnings from every worker would bury it
         warnings.filterwarnings("ignore")

@@ -1,0 +1,101 @@
+"""The same seed gives the same student initialisation, the same batches and the same random
+draws of the student in every cell of a study, whichever distiller a cell adds: what lets the
+analysis pair rows by seed.
+
+On the VOC layout (whose training augmentation is random) with a teacher in train mode (its
+dropout draws) and CIRKD (its sampled pixels): the places where a distiller used to draw from
+the student's generator. With the teacher's and distillers' own stream switched off, the
+same check fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+from conftest import TINY
+
+from attnfd import random_stream, trainer
+from attnfd.data.miniature import write_voc
+
+CELLS = {
+    "attnfd, teacher in train mode": {"distill": "attnfd", "teacher_mode": "train"},
+    # small memories: the sampling is what matters here
+    "cirkd": {"distill": "cirkd", "distill_options": "cirkd.pixel_memory=64,cirkd.region_memory=16,"
+                                                     "cirkd.pixel_contrast=32,cirkd.region_contrast=8"},
+}
+
+
+def digest(*tensors: torch.Tensor) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def what_the_student_sees(config: dict) -> dict:
+    """The student's weights once built, and per training step: the batch, and the state of
+    torch's generator when the step starts (what the student's dropout will draw from)."""
+    seen = {"steps": []}
+    step, init = trainer.Run._step, trainer.Run.__init__
+
+    # (a teacher trained on the way, the first time one is needed, is a run of its own: not recorded)
+    def recording_init(self, run_config):
+        init(self, run_config)
+        if run_config.role == "student":
+            seen["student"] = digest(*self.model.state_dict().values())
+
+    def recording_step(self, images, labels, progress):
+        if self.config.role == "student":
+            seen["steps"].append((digest(images, labels), digest(torch.get_rng_state())))
+        return step(self, images, labels, progress)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer.Run, "__init__", recording_init)
+        patch.setattr(trainer.Run, "_step", recording_step)
+        trainer.fit(config)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, teacher_cache):
+    root = tmp_path_factory.mktemp("voc")
+    write_voc(root, train=8, val=2, sizes=[(40, 48), (36, 44)])
+    return {**TINY, "dataset": "voc", "data_root": str(root), "cache_dir": teacher_cache, "epochs": 1, "workers": 0,
+            "seed": 3, "out_dir": str(tmp_path_factory.mktemp("runs") / "run")}
+
+
+@pytest.fixture(scope="module")
+def plain(base):
+    """The student alone: what every cell must give it too."""
+    return what_the_student_sees({**base, "distill": None, "out_dir": base["out_dir"] + "-plain"})
+
+
+def test_every_cell_gives_the_student_the_same_start_batches_and_draws(base, plain):
+    assert len(plain["steps"]) == 2  # 8 images in batches of 4
+    for i, (name, cell) in enumerate(CELLS.items()):
+        seen = what_the_student_sees({**base, **cell, "out_dir": f"{base['out_dir']}-{i}"})
+        assert seen["student"] == plain["student"], name
+        assert [batch for batch, _ in seen["steps"]] == [batch for batch, _ in plain["steps"]], name
+        assert [state for _, state in seen["steps"]] == [state for _, state in plain["steps"]], name
+
+
+class SharedStream(random_stream.RandomStream):
+    """The broken design: the teacher and distillers draw from the student's generator."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def test_without_their_own_stream_a_distiller_shifts_the_students_batches(monkeypatch, base, plain):
+    monkeypatch.setattr(trainer, "RandomStream", SharedStream)
+    seen = what_the_student_sees({**base, **CELLS["attnfd, teacher in train mode"], "out_dir": base["out_dir"] + "-x"})
+    # the student's weights are built before the teacher, so they still agree ...
+    assert seen["student"] == plain["student"]
+    # ... but its augmented batches and its dropout's draws do not
+    assert seen["steps"][0][0] != plain["steps"][0][0]
+    assert [s for _, s in seen["steps"]] != [s for _, s in plain["steps"]]
