@@ -53,12 +53,13 @@ def same(a, b):
     return a == b
 
 
-def test_search_writes_a_row_per_reported_epoch(tmp_path, teacher_cache, capsys):
+def test_search_writes_a_row_per_reported_epoch(tmp_path, teacher_cache, capfd, recwarn):
     storage = str(tmp_path / "studies")
     spec = StudySpec(protocol="search", base=base(teacher_cache, distill="attnfd"), storage=storage, name="s",
                      space=SearchSpace(), searched=SearchSpace().dimensions, num_samples=3, verbose=0)
     summary = run_study(spec)
-    console = capsys.readouterr().out
+    captured = capfd.readouterr()
+    console = captured.out
 
     trials = epoch_rows(storage, "s")
     # the 3 searched trials and the reference: the same student alone, on the same budget, run to its end
@@ -75,6 +76,9 @@ def test_search_writes_a_row_per_reported_epoch(tmp_path, teacher_cache, capsys)
     assert "Trial status" not in console and "Current time" not in console
     # neither Tune's start-of-run box nor colour codes on the lines forwarded from workers
     assert "Configuration for experiment" not in console and "\x1b[" not in console
+    # nor Optuna's INFO line and its experimental-feature warning
+    assert "A new study created" not in captured.err
+    assert not [w for w in recwarn if "experimental feature" in str(w.message)]
     trials = {t: rows for t, rows in trials.items() if t != ref_id}
     for trial_id, rows in trials.items():
         results = reported(storage, "s", trial_id)

@@ -254,6 +254,12 @@ def _tuner(spec: StudySpec, trainable):
 
         from attnfd.study.searcher import REFERENCE, StudyASHA, StudySearch
 
+        if spec.verbose <= 0:
+            # Optuna's INFO line about its in-memory study and its notice that grouped TPE is
+            # experimental are for people tuning Optuna, not for the study's console
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
         epochs = TrainConfig.from_dict(spec.base).epochs
         paper_alpha = TrainConfig.from_dict({**spec.base, "alpha": None}).alpha
         searcher = StudySearch(
