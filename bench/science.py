@@ -39,8 +39,7 @@ from attnfd.trainer import fit
 def _run(base: dict, seed: int, distill: str | None, threads: int) -> tuple[str, int, float, float]:
     # a run's numbers depend on its thread count (summation order), so every run of one
     # invocation uses the same count and the pairs by seed stay exact
-    torch.set_num_threads(threads)
-    config = {**base, "seed": seed, "distill": distill, "out_dir": tempfile.mkdtemp(prefix="science-")}
+    config = {**base, "seed": seed, "distill": distill, "threads": threads, "out_dir": tempfile.mkdtemp(prefix="science-")}
     started = time.perf_counter()
     row = fit(config)
     return distill or "none", seed, row["miou"], time.perf_counter() - started
