@@ -1,4 +1,5 @@
 import os
+import shutil
 
 import pytest
 import torch
@@ -16,6 +17,17 @@ TINY = dict(
 def teacher_cache(tmp_path_factory):
     """One teacher cache for the session: the tiny teacher is trained once."""
     return str(tmp_path_factory.mktemp("teacher-cache"))
+
+
+@pytest.fixture(scope="module")
+def module_tmp(request, tmp_path_factory):
+    """A folder for a module's shared fixtures, removed after the module when none of its tests
+    failed: a trial's checkpoint is about 90 MB, and kept to the session's end they filled CI's disk."""
+    failures = request.session.testsfailed
+    folder = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+    yield folder
+    if request.session.testsfailed == failures:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -105,8 +105,8 @@ def hand_holm(metric: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def storage(tmp_path_factory):
-    root = tmp_path_factory.mktemp("storage")
+def storage(module_tmp):
+    root = module_tmp
     search_study(root)  # created 2026-01-02
     layers_study(root, created="2026-05-01T00:00:00")  # the newest
     return root

@@ -13,8 +13,8 @@ SIZE = 40
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("attention")
+def run(module_tmp):
+    root = module_tmp
     config = {
         "dataset": "shapes", "image_size": 32, "head_channels": 16, "train_size": 2, "val_size": 3, "epochs": 1, "teacher_epochs": 1,
         "batch_size": 2, "teacher_backbone": "resnet18", "backbone": "resnet18", "workers": 0, "device": "cpu",

@@ -49,8 +49,8 @@ def epoch_rows(folder: Path) -> dict[str, list[dict]]:
 
 
 @pytest.fixture(scope="module")
-def study(local_ray, tmp_path_factory, teacher_cache):
-    storage = str(tmp_path_factory.mktemp("studies"))
+def study(local_ray, module_tmp, teacher_cache):
+    storage = str(module_tmp / "studies")
     run_study(spec(storage, teacher_cache))
     return Path(storage) / "confirmed"
 

@@ -17,9 +17,9 @@ from attnfd.trainer import fit
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
+def run(module_tmp) -> Path:
     """A tiny AttnFD student's run folder (model.pt and checkpoint/state.pt)."""
-    root = tmp_path_factory.mktemp("hardening-run")
+    root = module_tmp
     fit({"dataset": "shapes", "image_size": 32, "head_channels": 16, "train_size": 4, "val_size": 3, "epochs": 1,
          "teacher_epochs": 1, "batch_size": 2, "teacher_backbone": "resnet18", "backbone": "resnet18",
          "device": "cpu", "cache_dir": str(root / "cache"), "out_dir": str(root / "run"), "distill": "attnfd",

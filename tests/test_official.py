@@ -37,10 +37,10 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory):
+def converted(module_tmp):
     """Per backbone: an official-layout reference with random weights and BN statistics, its
     checkpoint converted to an attnfd model.pt, and the reference's outputs on one batch."""
-    folder = tmp_path_factory.mktemp("official")
+    folder = module_tmp
     cache = {}
 
     def get(backbone: str):

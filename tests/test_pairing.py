@@ -59,11 +59,11 @@ def what_the_student_sees(config: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory, teacher_cache):
-    root = tmp_path_factory.mktemp("voc")
+def base(module_tmp, teacher_cache):
+    root = module_tmp / "voc"
     write_voc(root, train=8, val=2, sizes=[(40, 48), (36, 44)])
     return {**TINY, "dataset": "voc", "data_root": str(root), "cache_dir": teacher_cache, "epochs": 1, "workers": 0,
-            "seed": 3, "out_dir": str(tmp_path_factory.mktemp("runs") / "run")}
+            "seed": 3, "out_dir": str(module_tmp / "runs" / "run")}
 
 
 @pytest.fixture(scope="module")

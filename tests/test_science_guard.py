@@ -31,8 +31,8 @@ MARGIN = 0.05
 
 
 @pytest.fixture(scope="module")
-def guard_cache(tmp_path_factory):
-    cache = str(tmp_path_factory.mktemp("guard-teacher"))
+def guard_cache(module_tmp):
+    cache = str(module_tmp / "teacher")
     teacher = prepare_teacher(TrainConfig.from_dict({**GUARD, "cache_dir": cache, "distill": "attnfd"}), quiet=True)
     assert saved_miou(teacher) > 0.3  # well past the plain student, which is at background only
     return cache
@@ -40,15 +40,16 @@ def guard_cache(tmp_path_factory):
 
 def run(cache: str, **changes) -> tuple[float, dict]:
     """The final val mIoU, and how far each distiller tensor moved from its initial value."""
-    config = TrainConfig.from_dict({**GUARD, "cache_dir": cache, "out_dir": tempfile.mkdtemp(prefix="guard-"),
-                                    **changes})
-    moved = {}
-    if config.distilling:
-        start = {k: v.clone() for k, v in trainer.Run(config).distillers.state_dict().items()}
-    miou = trainer.fit(config)["miou"]
-    if config.distilling:
-        end = ckpt.load(f"{config.out_dir}/checkpoint/{ckpt.STATE_FILE}")["distillers"]
-        moved = {k: float((end[k].float() - v.float()).abs().max()) for k, v in start.items() if v.is_floating_point()}
+    with tempfile.TemporaryDirectory(prefix="guard-") as out_dir:
+        config = TrainConfig.from_dict({**GUARD, "cache_dir": cache, "out_dir": out_dir, **changes})
+        moved = {}
+        if config.distilling:
+            start = {k: v.clone() for k, v in trainer.Run(config).distillers.state_dict().items()}
+        miou = trainer.fit(config)["miou"]
+        if config.distilling:
+            end = ckpt.load(f"{config.out_dir}/checkpoint/{ckpt.STATE_FILE}")["distillers"]
+            moved = {k: float((end[k].float() - v.float()).abs().max()) for k, v in start.items()
+                     if v.is_floating_point()}
     return miou, moved
 
 

@@ -26,6 +26,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 import tempfile
 import time
@@ -146,7 +147,10 @@ def train_trial(config: dict, teachers: dict[str, bytes] | None = None, verbose:
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     train_config = TrainConfig.from_dict(trial_values(config))
     node_id = ray.get_runtime_context().get_node_id()
-    with tempfile.TemporaryDirectory(prefix="attnfd-trial-") as tmp:
+    # inside Tune the cwd is the trial's working folder in Ray's session folder, so what a killed
+    # trial leaves (a ~90 MB checkpoint) is left there, not in /tmp
+    in_tune_cwd = "TUNE_ORIG_WORKING_DIR" in os.environ
+    with tempfile.TemporaryDirectory(prefix="attnfd-trial-", dir=os.getcwd() if in_tune_cwd else None) as tmp:
         work = Path(tmp)
         resume, objective = _restored(work)
         teacher = install_teacher(train_config, teachers) if train_config.distilling else None
