@@ -18,6 +18,7 @@ import pytest
 from conftest import TINY
 from optuna.trial import TrialState
 
+from attnfd.study import results as res
 from attnfd.study.protocols import protocol_cells
 from attnfd.study.runner import StudySpec, run_study
 from attnfd.study.searcher import StudySearch
@@ -119,6 +120,7 @@ def test_layers_protocol_runs_every_cell_for_every_seed(tmp_path, teacher_cache)
             for r in summary}
     assert len(runs) == 16
     assert {layers for distill, layers, _ in runs if distill == "attnfd"} == set(LAYER_SUBSETS)
+    assert res.read_study_meta(storage, "t3")["trials"] == 16  # what a watcher counts against
 
 
 def test_a_diverging_trial_is_failed_with_its_reason_and_the_study_goes_on(tmp_path, teacher_cache):

@@ -325,6 +325,7 @@ def run_study(spec: StudySpec) -> list[dict]:
                 "protocol": spec.protocol, "dataset": configs[0].dataset,
                 "class_names": list(dataset_class_names(configs[0].dataset)), "seeds": spec.seeds,
                 "metric": "miou", "searched": spec.searched, "num_samples": spec.num_samples,
+                "trials": total_trials(spec),  # the first phase's, so a watcher knows how far it is
                 **({"confirm": confirm_plan(spec)} if spec.search and spec.confirm else {}),
             })
         teachers = prepare_teachers(spec, configs)
