@@ -61,6 +61,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-failures", type=integer, default=2,
                         help="retries of a trial whose worker died, each from its last checkpoint")
     parser.add_argument("--cache-dir", default=None, help="where teachers are cached (default: ~/.cache/attnfd)")
+    parser.add_argument("--optuna-storage", default=None, metavar="URL",
+                        help="the study's Optuna study in a database by SQLAlchemy URL, e.g. postgresql://user@host/db "
+                             "(default: a journal file, <study>/optuna.journal; none: no persistent study); "
+                             "optuna-dashboard shows it")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                         help="any training config field for every trial, e.g. --set image_size=96 (repeatable)")
     loud = parser.add_mutually_exclusive_group()
@@ -138,7 +142,7 @@ def _check_placement(args) -> None:
 def _spec_kwargs(args, storage: str) -> dict:
     return {"storage": storage, "resume": args.resume, "address": args.address, "cpus_per_trial": args.cpus_per_trial,
             "gpus_per_trial": _gpus(args), "max_concurrent": args.max_concurrent, "max_failures": args.max_failures,
-            "verbose": 1 if args.verbose else -1 if args.quiet else 0}
+            "verbose": 1 if args.verbose else -1 if args.quiet else 0, "optuna_storage": args.optuna_storage}
 
 
 def _run(prog: str, args, make_spec) -> None:

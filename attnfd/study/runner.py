@@ -62,6 +62,9 @@ class StudySpec:
     confirm_seeds: int = 3
     # which phase of the study this spec runs (default: the protocol's own, search or grid)
     phase: str | None = None
+    # where the study's Optuna study is kept: None, a journal in the study folder; an SQLAlchemy
+    # URL; "none", nowhere (attnfd.study.optuna_study)
+    optuna_storage: str | None = None
 
     @property
     def stage(self) -> str:
@@ -232,11 +235,28 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
+def _optuna_callbacks(spec: StudySpec, storage) -> list:
+    from attnfd.study.optuna_study import GridRecorder, JournalCopy, journal_is_copied, study_name
+
+    callbacks = [] if spec.search or storage is None else [GridRecorder(storage, study_name(spec), spec.cells)]
+    return callbacks + ([JournalCopy(spec)] if journal_is_copied(spec) else [])
+
+
 def _tuner(spec: StudySpec, trainable):
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+    from attnfd.study.optuna_study import open_storage, study_name
+
+    if spec.verbose <= 0:
+        import optuna
+
+        # Optuna's INFO line about the study it creates and its notice that grouped TPE is
+        # experimental are for people tuning Optuna, not for the study's console
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     writer = res.ResultsWriter(spec.storage, spec.name, spec.protocol, spec.stage)
+    optuna_storage = open_storage(spec)
     storage_path = spec.storage if "://" in spec.storage else str(Path(spec.storage).expanduser().resolve())
     # a confirm stage is an experiment of its own inside the study's folder
     storage_path, name = (f"{storage_path.rstrip('/')}/{spec.name}", CONFIRM) if spec.stage == CONFIRM else \
@@ -245,7 +265,8 @@ def _tuner(spec: StudySpec, trainable):
         name=name, storage_path=storage_path, verbose=max(spec.verbose, 0),
         # Ray's own JSON/CSV logs stay; its TensorBoard logger is left out (set below), as it
         # chokes on the NaN mIoU of epochs that are not evaluated
-        callbacks=[writer, JsonLoggerCallback(), CSVLoggerCallback(), _console(spec)],
+        callbacks=[writer, JsonLoggerCallback(), CSVLoggerCallback(), _console(spec),
+                   *_optuna_callbacks(spec, optuna_storage)],
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
     )
@@ -254,18 +275,14 @@ def _tuner(spec: StudySpec, trainable):
 
         from attnfd.study.searcher import REFERENCE, StudyASHA, StudySearch
 
-        if spec.verbose <= 0:
-            # Optuna's INFO line about its in-memory study and its notice that grouped TPE is
-            # experimental are for people tuning Optuna, not for the study's console
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
         epochs = TrainConfig.from_dict(spec.base).epochs
         paper_alpha = TrainConfig.from_dict({**spec.base, "alpha": None}).alpha
         searcher = StudySearch(
             spec.space, metric=OBJECTIVE, mode="max", points_to_evaluate=[spec.space.paper_point(paper_alpha)],
             sampler=optuna.samplers.TPESampler(seed=spec.sampler_seed, multivariate=True, group=True),
-            reference=REFERENCE if spec.reference else None,
+            reference=REFERENCE if spec.reference else None, trial_seed=spec.seeds[0],
+            **({"storage": optuna_storage, "study_name": study_name(spec)} if optuna_storage is not None else {}),
         )
         scheduler = None
         if spec.asha and epochs > 1:
@@ -315,6 +332,10 @@ def run_study(spec: StudySpec) -> list[dict]:
     if not spec.resume and meta is not None:
         raise ConfigError(f"a study {spec.name!r} exists in {spec.storage}; pass --resume to continue it, "
                           "or another --name")
+    if meta is None:
+        from attnfd.study.optuna_study import check_new
+
+        check_new(spec)
     started = _init_ray(spec)
     try:
         if meta is None:

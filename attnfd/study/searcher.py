@@ -3,7 +3,8 @@
 Stock OptunaSearch tells an ASHA-stopped trial COMPLETE with its value at the stop rung, so
 TPE would model 1-epoch scores as final ones; and it leaves a trial RUNNING forever when the
 final value is NaN. Here a trial that did not reach its last epoch is PRUNED (Optuna keeps
-its last intermediate value), and one whose loss diverged or that errored is FAIL.
+its last intermediate value), and one whose loss diverged or that errored is FAIL
+(``attnfd.study.optuna_study.final_state``, which a grid study's recorder shares).
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from attnfd.study.trainable import FAILED
+from attnfd.study.optuna_study import SEED, STATUS, TUNE_TRIAL_ID, end_status, final_state, mark
+from attnfd.study.trainable import RUNNING
 
 logger = logging.getLogger(__name__)
 
 
 # the config of a search's reference trial: the same student and budget, trained alone
 REFERENCE = {"distill": None}
+REFERENCE_ATTR = "reference"
+# the status of an Optuna trial whose Tune trial the restored study no longer knows
+LOST = "lost"
 
 
 def is_reference(config: dict) -> bool:
@@ -29,10 +34,14 @@ def is_reference(config: dict) -> bool:
 
 class StudySearch(OptunaSearch):
     """``reference``: a config the search runs once, first, outside Optuna (the student
-    trained alone on the same budget, so the study shows what distilling gained)."""
+    trained alone on the same budget, so the study shows what distilling gained); its val
+    mIoU is kept as the Optuna study's ``reference`` user attribute. Each Optuna trial
+    carries its Tune trial id, seed (``trial_seed``: every trial of a search has the same)
+    and status (``attnfd.study.optuna_study``)."""
 
-    def __init__(self, *args, reference: dict | None = None, **kwargs):
+    def __init__(self, *args, reference: dict | None = None, trial_seed: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self._trial_seed = trial_seed
         self._reference = dict(reference) if reference is not None else None
         self._reference_trials: set[str] = set()
 
@@ -40,32 +49,43 @@ class StudySearch(OptunaSearch):
         if self._reference is not None and not self._reference_trials:
             self._reference_trials.add(trial_id)
             return dict(self._reference)
-        return super().suggest(trial_id)
+        config = super().suggest(trial_id)
+        if trial_id in self._ot_trials:
+            mark(self._ot_study._storage, self._ot_trials[trial_id]._trial_id,
+                 **{TUNE_TRIAL_ID: trial_id, SEED: self._trial_seed, STATUS: RUNNING})
+        return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id not in self._reference_trials:
-            super().on_trial_result(trial_id, result)
+        if trial_id in self._reference_trials:
+            return
+        super().on_trial_result(trial_id, result)
+        if trial_id in self._ot_trials and trial_id not in self._completed_trials:
+            mark(self._ot_study._storage, self._ot_trials[trial_id]._trial_id, **{STATUS: result.get("status")})
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._reference_trials:
+            if result and result.get("final"):
+                self._ot_study.set_user_attr(REFERENCE_ATTR, {TUNE_TRIAL_ID: trial_id, "miou": result.get(self.metric)})
             return
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
-        result = result or {}
-        value = result.get(self.metric)
-        if error or result.get("status") == FAILED:
-            state, value = TrialState.FAIL, None
-        elif not result.get("final"):
-            # stopped early by the scheduler (or removed before it ran)
-            state, value = TrialState.PRUNED, None
-        else:
-            state = TrialState.COMPLETE
-        try:
-            self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
-        except ValueError as err:  # a value Optuna refuses still ends the trial, as failed
-            logger.warning("trial %s: %s; told Optuna FAIL", trial_id, err)
-            self._ot_study.tell(self._ot_trials[trial_id], None, state=TrialState.FAIL)
+        state, value = final_state(result or {}, error)
+        ot_trial = self._ot_trials[trial_id]
+        # a finished Optuna trial takes no more attributes
+        mark(self._ot_study._storage, ot_trial._trial_id, **{STATUS: end_status(state)})
+        self._ot_study.tell(ot_trial, value, state=state)
         self._completed_trials.add(trial_id)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Also ends, as FAIL, the Optuna trials the restored searcher does not know: a driver
+        killed between two snapshots of the experiment leaves trials it had asked for RUNNING
+        in a persistent study, and Tune asks for their configs again under new ids."""
+        super().restore(checkpoint_path)
+        known = {t._trial_id for t in self._ot_trials.values()}
+        for lost in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if lost._trial_id not in known:
+                mark(self._ot_study._storage, lost._trial_id, **{STATUS: LOST})
+                self._ot_study.tell(lost.number, None, state=TrialState.FAIL)
 
     def trial_states(self) -> dict[str, str]:
         """Optuna's state of each Tune trial, by Tune trial id."""
