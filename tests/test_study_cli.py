@@ -98,3 +98,14 @@ def test_an_interrupted_study_resumes_without_repeating_finished_trials(tmp_path
     summary = pq.read_table(study / "results" / "summary.parquet").to_pylist()
     assert sorted(r["trial_id"] for r in summary) == sorted(after)
     assert "study r: 4 trials (4 completed)" in resumed.stdout
+    # its Optuna study: one trial per Tune trial, the interrupted ones continued, not doubled
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    recorded = optuna.load_study(study_name="r", storage=JournalStorage(JournalFileBackend(str(study / "optuna.journal"))))
+    trials = recorded.get_trials()
+    assert sorted(t.user_attrs["tune_trial_id"] for t in trials) == sorted(after)
+    assert {t.state.name for t in trials} == {"COMPLETE"}
+    assert {t.user_attrs["tune_trial_id"]: t.value for t in trials} == \
+        pytest.approx({tid: rows[-1]["miou"] for tid, rows in after.items()})

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from attnfd.arguments import OneLineParser, config_overrides, finite_float, integer
 from attnfd.config import ConfigError
+from attnfd.study.trackers import TRACKERS
 
 
 def _fail(prog: str, message: str) -> typing.NoReturn:
@@ -65,6 +66,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="the study's Optuna study in a database by SQLAlchemy URL, e.g. postgresql://user@host/db "
                              "(default: a journal file, <study>/optuna.journal; none: no persistent study); "
                              "optuna-dashboard shows it")
+    parser.add_argument("--tracker", dest="trackers", action="append", default=[], choices=tuple(TRACKERS),
+                        help="also report every trial to this experiment tracker (repeatable; needs its package: "
+                             "pip install 'attnfd[<tracker>]')")
+    parser.add_argument("--mlflow-uri", default=None,
+                        help="MLflow's tracking URI for --tracker mlflow (default: a file store, <study>/mlruns)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                         help="any training config field for every trial, e.g. --set image_size=96 (repeatable)")
     loud = parser.add_mutually_exclusive_group()
@@ -142,7 +148,8 @@ def _check_placement(args) -> None:
 def _spec_kwargs(args, storage: str) -> dict:
     return {"storage": storage, "resume": args.resume, "address": args.address, "cpus_per_trial": args.cpus_per_trial,
             "gpus_per_trial": _gpus(args), "max_concurrent": args.max_concurrent, "max_failures": args.max_failures,
-            "verbose": 1 if args.verbose else -1 if args.quiet else 0, "optuna_storage": args.optuna_storage}
+            "verbose": 1 if args.verbose else -1 if args.quiet else 0, "optuna_storage": args.optuna_storage,
+            "trackers": tuple(dict.fromkeys(args.trackers)), "mlflow_uri": args.mlflow_uri}
 
 
 def _run(prog: str, args, make_spec) -> None:

@@ -10,7 +10,7 @@ Where it is kept:
 - ``--optuna-storage URL``: a lab's own database (PostgreSQL, MySQL, SQLite) by SQLAlchemy URL;
 - ``--optuna-storage none``: no persistent study (a search keeps Optuna's in memory).
 
-The study is named after the study (a confirm stage's ``<name>/confirm``). Each Optuna
+The Optuna study's name is the study's label (``<name>``, a confirm stage's ``<name>/confirm``). Each Optuna
 trial carries the Tune trial id, the seed and the status as user attributes, and the val
 mIoU Tune compares (``objective``) at every epoch as its intermediate values. A search's
 Optuna study is its searcher's own (``attnfd.study.searcher``); a grid's trials are recorded
@@ -34,7 +34,6 @@ from optuna.trial import TrialState
 from ray.tune import Callback
 
 from attnfd.config import ConfigError
-from attnfd.names import CONFIRM
 from attnfd.study import results as res
 from attnfd.study.trainable import CELL, COMPLETED, FAILED, OBJECTIVE, RUNNING, STOPPED
 
@@ -45,17 +44,9 @@ LOCAL_DIR_ENV = "ATTNFD_OPTUNA_DIR"
 TUNE_TRIAL_ID, SEED, STATUS = "tune_trial_id", "seed", "status"
 
 
-def study_name(spec) -> str:
-    return f"{spec.name}/{CONFIRM}" if spec.stage == CONFIRM else spec.name
-
-
-def _remote(storage: str) -> bool:
-    return "://" in storage and not storage.startswith("file://")
-
-
 def journal_path(spec) -> Path:
     """The journal the driver writes: in the study folder, or for an object store on local disk."""
-    if not _remote(spec.storage):
+    if not res.on_object_store(spec.storage):
         _, folder = res.storage_fs(spec.storage)
         return Path(folder) / spec.name / JOURNAL_FILE
     local = Path(os.environ.get(LOCAL_DIR_ENV, "~/.cache/attnfd/optuna")).expanduser()
@@ -64,7 +55,7 @@ def journal_path(spec) -> Path:
 
 
 def journal_is_copied(spec) -> bool:
-    return not spec.optuna_storage and _remote(spec.storage)
+    return not spec.optuna_storage and res.on_object_store(spec.storage)
 
 
 def check_new(spec) -> None:
@@ -94,7 +85,7 @@ def open_storage(spec) -> BaseStorage | None:
         return RDBStorage(spec.optuna_storage)
     path = journal_path(spec)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if _remote(spec.storage) and not path.exists():
+    if res.on_object_store(spec.storage) and not path.exists():
         # a resumed study on another driver: continue the copy the study folder holds
         fs, folder = res.storage_fs(spec.storage)
         copy = f"{folder}/{_journal_copy(spec)}"

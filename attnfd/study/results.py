@@ -33,6 +33,11 @@ def storage_fs(storage: str) -> tuple[pyarrow.fs.FileSystem, str]:
     return pyarrow.fs.LocalFileSystem(), str(Path(storage).expanduser().resolve())
 
 
+def on_object_store(storage: str) -> bool:
+    """An s3://, gs://... storage (no local files); a plain folder or file:// is not."""
+    return "://" in storage and not storage.startswith("file://")
+
+
 def results_path(storage: str, name: str) -> str:
     return f"{storage.rstrip('/')}/{name}/results"
 

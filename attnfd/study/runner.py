@@ -65,6 +65,9 @@ class StudySpec:
     # where the study's Optuna study is kept: None, a journal in the study folder; an SQLAlchemy
     # URL; "none", nowhere (attnfd.study.optuna_study)
     optuna_storage: str | None = None
+    # experiment trackers every trial reports to (attnfd.study.trackers), and MLflow's tracking URI
+    trackers: tuple[str, ...] = ()
+    mlflow_uri: str | None = None
 
     @property
     def stage(self) -> str:
@@ -78,6 +81,11 @@ class StudySpec:
     @property
     def folder(self) -> str:
         return f"{self.storage.rstrip('/')}/{self.name}"
+
+    @property
+    def label(self) -> str:
+        """The name trackers and the Optuna study show: a confirm stage's is <name>/confirm."""
+        return f"{self.name}/{CONFIRM}" if self.stage == CONFIRM else self.name
 
     @property
     def experiment(self) -> str:
@@ -107,6 +115,11 @@ def validate(spec: StudySpec) -> list[TrainConfig]:
         raise ConfigError("a grid study needs at least one cell")
     if spec.num_samples < 1:
         raise ConfigError(f"num_samples must be >= 1, got {spec.num_samples}")
+    from attnfd.study.trackers import check_trackers
+
+    check_trackers(spec.trackers)
+    if spec.mlflow_uri and "mlflow" not in spec.trackers:
+        raise ConfigError("--mlflow-uri is for --tracker mlflow")
     if spec.confirm < 0 or spec.confirm_seeds < 1:
         raise ConfigError(f"--confirm must be >= 0 and --confirm-seeds >= 1, got {spec.confirm} and {spec.confirm_seeds}")
     if not (spec.cpus_per_trial > 0 and spec.gpus_per_trial >= 0):  # NaN fails both
@@ -236,9 +249,9 @@ def trial_dirname(trial) -> str:
 
 
 def _optuna_callbacks(spec: StudySpec, storage) -> list:
-    from attnfd.study.optuna_study import GridRecorder, JournalCopy, journal_is_copied, study_name
+    from attnfd.study.optuna_study import GridRecorder, JournalCopy, journal_is_copied
 
-    callbacks = [] if spec.search or storage is None else [GridRecorder(storage, study_name(spec), spec.cells)]
+    callbacks = [] if spec.search or storage is None else [GridRecorder(storage, spec.label, spec.cells)]
     return callbacks + ([JournalCopy(spec)] if journal_is_copied(spec) else [])
 
 
@@ -246,7 +259,8 @@ def _tuner(spec: StudySpec, trainable):
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from attnfd.study.optuna_study import open_storage, study_name
+    from attnfd.study.optuna_study import open_storage
+    from attnfd.study.trackers import tracker_callbacks
 
     if spec.verbose <= 0:
         import optuna
@@ -263,10 +277,10 @@ def _tuner(spec: StudySpec, trainable):
         (storage_path, spec.name)
     run_config = tune.RunConfig(
         name=name, storage_path=storage_path, verbose=max(spec.verbose, 0),
-        # Ray's own JSON/CSV logs stay; its TensorBoard logger is left out (set below), as it
-        # chokes on the NaN mIoU of epochs that are not evaluated
+        # Ray's own JSON/CSV logs stay; its TensorBoard logger comes only with --tracker
+        # tensorboard (Tune's automatic loggers are off, see run_study)
         callbacks=[writer, JsonLoggerCallback(), CSVLoggerCallback(), _console(spec),
-                   *_optuna_callbacks(spec, optuna_storage)],
+                   *_optuna_callbacks(spec, optuna_storage), *tracker_callbacks(spec)],
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
     )
@@ -282,7 +296,7 @@ def _tuner(spec: StudySpec, trainable):
             spec.space, metric=OBJECTIVE, mode="max", points_to_evaluate=[spec.space.paper_point(paper_alpha)],
             sampler=optuna.samplers.TPESampler(seed=spec.sampler_seed, multivariate=True, group=True),
             reference=REFERENCE if spec.reference else None, trial_seed=spec.seeds[0],
-            **({"storage": optuna_storage, "study_name": study_name(spec)} if optuna_storage is not None else {}),
+            **({"storage": optuna_storage, "study_name": spec.label} if optuna_storage is not None else {}),
         )
         scheduler = None
         if spec.asha and epochs > 1:

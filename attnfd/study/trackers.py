@@ -1,0 +1,92 @@
+"""``--tracker``: a study's trials in an experiment tracker, through Ray Tune's own logger
+callbacks. Each tracker needs only its own package (``pip install 'attnfd[<tracker>]'``),
+and every one gets each epoch's report: the val mIoU (on evaluated epochs), the loss and its
+parts, the learning rate and alpha.
+
+- ``tensorboard``: event files in each trial's folder (``tensorboard --logdir <study>``);
+  Ray's TBXLoggerCallback leaves out the NaN mIoU of epochs that are not evaluated.
+- ``mlflow``: one run per trial in the experiment ``<name>``; ``--mlflow-uri`` (a server, or
+  a database such as ``sqlite:///mlflow.db``), default a file store ``<study>/mlruns`` (for an
+  object-store study, ``./mlruns``)
+  (MLflow keeps its file store in maintenance mode and asks for an opt-in, given here only
+  for that default).
+- ``wandb``: one run per trial in the project ``<name>``; ``WANDB_MODE=offline`` keeps them
+  on disk, in each trial's folder (``<study>/trial_*/wandb/``), for ``wandb sync``.
+
+Aim is not offered: Ray has an AimLoggerCallback, but with aim 3.29 here Aim's own reader
+(``Repo.get_run``) found no data in a run that Aim itself had just written, so what it would
+hold could not be checked.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+from attnfd.config import ConfigError
+
+
+@dataclass(frozen=True)
+class Tracker:
+    module: str  # what must be importable
+    make: Callable  # (spec) -> a Tune logger callback
+
+
+def _tensorboard(spec):
+    from ray.tune.logger import TBXLoggerCallback
+
+    return TBXLoggerCallback()
+
+
+def mlflow_uri(spec) -> str:
+    if spec.mlflow_uri:
+        return spec.mlflow_uri
+    from attnfd.study import results as res
+
+    if res.on_object_store(spec.storage):
+        return f"file://{os.path.abspath('mlruns')}"
+    _, folder = res.storage_fs(spec.storage)
+    return f"file://{folder}/{spec.name}/mlruns"
+
+
+def _mlflow(spec):
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    uri = mlflow_uri(spec)
+    if uri.startswith("file:"):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return MLflowLoggerCallback(tracking_uri=uri, experiment_name=spec.label,
+                                tags={"study": spec.name, "protocol": spec.protocol, "phase": spec.stage})
+
+
+def _wandb(spec):
+    from attnfd.study.wandb_logger import StudyWandbLogger
+
+    # W&B logs from a Ray actor per trial, which sees the cluster's environment, not the driver's:
+    # the driver's WANDB_MODE (offline, disabled) goes to it as an argument
+    mode = {"mode": os.environ["WANDB_MODE"]} if os.environ.get("WANDB_MODE") else {}
+    return StudyWandbLogger(project=spec.name, group=spec.stage,
+                            excludes=["per_class_iou"], **mode)  # a list W&B would log as a histogram per epoch
+
+
+TRACKERS: dict[str, Tracker] = {
+    "tensorboard": Tracker("tensorboardX", _tensorboard),
+    "mlflow": Tracker("mlflow", _mlflow),
+    "wandb": Tracker("wandb", _wandb),
+}
+
+
+def check_trackers(names) -> None:
+    """Each named tracker exists and its package is installed (before Ray starts)."""
+    for name in names:
+        if name not in TRACKERS:
+            raise ConfigError(f"unknown tracker {name!r}; choose from {', '.join(TRACKERS)}")
+        if importlib.util.find_spec(TRACKERS[name].module) is None:
+            raise ConfigError(f"--tracker {name} needs the {TRACKERS[name].module} package: "
+                              f"pip install 'attnfd[{name}]'")
+
+
+def tracker_callbacks(spec) -> list:
+    return [TRACKERS[name].make(spec) for name in spec.trackers]
