@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from analysis_results_folder import (
     CLASSES,
@@ -432,14 +433,38 @@ def readme_block(heading: str) -> str:
     return "\n".join(lines)
 
 
-def test_the_readmes_pandas_expressions_rebuild_table3(storage):
-    """README, "Every number from the rows": run as written on the study's rows, it gives the CSV's numbers."""
-    code = readme_block("### Every number from the rows")
-    code = re.sub(r'^STUDY = .*$', f"STUDY = {str(storage / 'ablation')!r}", code, count=1, flags=re.MULTILINE)
+def every_column(study: Path) -> tuple[set[str], int]:
+    """The columns of all a study's epoch files together, and their rows."""
+    files = sorted((study / "results" / "epochs").glob("*.parquet"))
+    return set().union(*(pq.read_schema(f).names for f in files)), sum(pq.read_metadata(f).num_rows for f in files)
+
+
+def run_readme_block(heading: str, study: Path) -> dict:
+    """A README code block run as written, its ``STUDY = ...`` line pointed at ``study``; its names."""
+    code = re.sub(r'^STUDY = .*$', f"STUDY = {str(study)!r}", readme_block(heading), count=1, flags=re.MULTILINE)
     found: dict = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy on rows with one seed or no spread
         exec(compile(code, "README.md", "exec"), found)  # noqa: S102 - the README's own text, run as documented
+    return found
+
+
+def test_the_readmes_way_to_read_the_rows_keeps_every_column(storage):
+    """README, "Results files": the trials' files differ in their columns (the plain student's,
+    the first, has no alpha and no loss_attnfd.<tap>); the loader it shows drops none."""
+    columns, count = every_column(storage / "ablation")
+    assert {"alpha", "loss_attnfd.backbone", "loss_attnfd.encoder", "loss_attnfd.decoder"} <= columns
+    found = run_readme_block("## Results files", storage / "ablation")
+    assert set(found["rows"].columns) == columns and len(found["rows"]) == count
+    assert len(found["trials"]) == len(list((storage / "ablation" / "results" / "epochs").glob("*.parquet")))
+
+
+def test_the_readmes_pandas_expressions_rebuild_table3(storage):
+    """README, "Every number from the rows": run as written on the study's rows, it gives the CSV's
+    numbers, from rows that keep every column of every file."""
+    found = run_readme_block("### Every number from the rows", storage / "ablation")
+    columns, count = every_column(storage / "ablation")
+    assert set(found["rows"].columns) == columns and len(found["rows"]) == count
     holm_frame = protocol_table(load_study(storage / "ablation")).frame.set_index("row")
     bh_frame = protocol_table(load_study(storage / "ablation"), correction="bh").frame.set_index("row")
     assert set(found["table"]) == {"backbone", "encoder", "decoder", "backbone,encoder,decoder"}  # the failed row has none
