@@ -31,6 +31,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None,
                    help="a local folder to write into (default: <study>/analysis; ./<study name>-analysis for a "
                         "study read from a URI)")
+    p.add_argument("--watch", nargs="?", type=finite_float, const=30.0, default=None, metavar="SECONDS",
+                   help="while the study runs: rebuild the tables and report every SECONDS (default 30) and say how "
+                        "many trials completed, run, failed or stopped; ends when every planned trial has ended, "
+                        "or on Ctrl-C")
     p.add_argument("--compare", nargs=2, metavar=("ROW_A", "ROW_B"), default=None,
                    help="two row labels (or unique parts of them) for the per-class IoU figure; "
                         "default: per student, no distillation against the best row")
@@ -55,6 +59,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"--top must be >= 1, got {args.top}")
     if not args.detect > 0:
         _fail(f"--detect must be > 0 (val mIoU points), got {args.detect:g}")
+    if args.watch is not None and not args.watch > 0:
+        _fail(f"--watch must be > 0 seconds, got {args.watch:g}")
     if args.out is not None and is_uri(args.out):
         _fail(f"--out must be a local folder, got the URI {args.out.split('?', 1)[0]}; write here, then copy it up")
 
@@ -64,7 +70,15 @@ def main(argv: list[str] | None = None) -> None:
         return analysis, write(analysis, args.out)
 
     try:
-        built = build(load_study(args.results))
+        if args.watch is None:
+            built = build(load_study(args.results))
+        else:
+            from attnfd.analysis.watch import watch
+
+            built = watch(args.results, args.watch, build)
+            if built is None:
+                print("no trial reported: nothing written")
+                return
     except ResultsError as err:
         _fail(str(err))
     except OSError as err:

@@ -41,10 +41,15 @@ DISTILL_ONLY = (
 # always part of a cell's identity, so every label names the model and the method
 ALWAYS_IN_KEY = ("role", "backbone", "distill")
 UNFINISHED = ("running", "pending")
+FINISHED = ("completed", "stopped", "failed")
 
 
 class ResultsError(ValueError):
     """A results folder that cannot be analysed; the message is one line."""
+
+
+class NoRowsYet(ResultsError):
+    """A study whose trials have not reported yet."""
 
 
 @dataclass
@@ -159,12 +164,12 @@ def find_study(path: str | Path | Folder | None = None) -> Folder:
     return max(studies, key=_created)
 
 
-def _read_epochs(folder: Folder, warnings: list[str]) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+def _read_epochs(folder: Folder, warnings: list[str], quiet: bool) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """All epoch rows, and each file's rows by its path relative to the study folder."""
     files = folder.files(".parquet")
     by_file = {}
     # each file alone: files of different trials may carry different loss columns
-    for path in tqdm(files, desc="reading results", leave=False, disable=None):
+    for path in tqdm(files, desc="reading results", leave=False, disable=True if quiet else None):
         try:
             by_file[f"results/epochs/{path.name}"] = path.read_parquet().to_pandas()
         except (OSError, pa.ArrowException) as err:  # a file being rewritten, or damaged: say so, keep the rest
@@ -320,19 +325,22 @@ def _trials(epochs: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     return trials
 
 
-def load_study(path: str | Path | Folder | None = None) -> Study:
-    """A study read from its results files; ``path`` as ``find_study`` takes it."""
+def load_study(path: str | Path | Folder | None = None, quiet: bool = False) -> Study:
+    """A study read from its results files; ``path`` as ``find_study`` takes it. Its warnings
+    (files that could not be read, a missing study.json) go to stderr too, and a bar shows the
+    reading, unless ``quiet`` (for a caller that reports itself)."""
     folder = find_study(path)
     try:
-        study = _load(folder)
+        study = _load(folder, quiet)
     except (OSError, pa.ArrowException) as err:
         raise ResultsError(f"cannot read {folder}: {type(err).__name__}: {one_line(err)}") from None
-    for message in study.warnings:
-        print(f"attnfd: warning: {message}", file=sys.stderr)
+    if not quiet:
+        for message in study.warnings:
+            print(f"attnfd: warning: {message}", file=sys.stderr)
     return study
 
 
-def _load(folder: Folder) -> Study:
+def _load(folder: Folder, quiet: bool) -> Study:
     results = folder / "results"
     warnings: list[str] = []
     meta_file = results / "study.json"
@@ -346,7 +354,7 @@ def _load(folder: Folder) -> Study:
         warnings.append(f"{meta_file} is missing: protocol and class names are taken from the rows")
     if not isinstance(meta, dict):
         raise ResultsError(f"{meta_file} is not a JSON object")
-    epochs, sources = _read_epochs(results / "epochs", warnings)
+    epochs, sources = _read_epochs(results / "epochs", warnings, quiet)
     summary = pd.DataFrame()
     if (results / "summary.parquet").is_file():
         try:
@@ -356,7 +364,7 @@ def _load(folder: Folder) -> Study:
             warnings.append(f"could not read summary.parquet: {type(err).__name__}: {one_line(err)}")
     check_one_study(meta, sources)
     if not len(epochs) and not len(summary):
-        raise ResultsError(f"{results} holds no result rows yet")
+        raise NoRowsYet(f"{results} holds no result rows yet")
     if len(epochs):
         epochs = epochs.sort_values(["trial_id", "epoch"], kind="stable").reset_index(drop=True)
     if not meta.get("protocol"):
