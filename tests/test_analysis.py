@@ -539,3 +539,22 @@ def test_seed_noise_pools_the_rows_with_several_seeds(layers, tmp_path):
         trial("one_00000", [(0.5, 0.6, [0.5] * 3, 1.0)]), trial("one_00001", [(0.6, 0.6, [0.5] * 3, 1.0)], distill="attnfd")],
         protocol="search", seeds=1, class_names=CLASSES))
     assert seed_noise(build_rows(single), "test") is None  # one seed per config: nothing measured it
+
+
+def test_figures_label_log_ticks_with_values_and_wrap_long_titles(layers_analysis, search_analysis):
+    from attnfd.analysis.figures import TITLE_WIDTH, _log_ticks
+
+    axis = search_analysis.figures["alpha_sweep"].layout.xaxis
+    assert axis.type == "log" and list(axis.tickvals) == SEARCH_ALPHAS
+    assert list(axis.ticktext) == ["0.1", "0.15", "0.2", "0.3", "0.5", "0.7", "1", "1.5", "2", "3", "5", "10"]
+    # a search's alphas, many and close together: 1, 2 and 5 times the powers of ten, with their values
+    crowded = _log_ticks(sorted(0.1 * 100 ** (i / 39) for i in range(40)))
+    assert crowded["tickvals"] == pytest.approx([0.1, 0.2, 0.5, 1, 2, 5, 10])
+    assert crowded["ticktext"] == ["0.1", "0.2", "0.5", "1", "2", "5", "10"]
+    for analysis in (layers_analysis, search_analysis):
+        fig = analysis.figures["per_class_1"]
+        lines = fig.layout.title.text.split("<br>")
+        assert all(len(line) <= TITLE_WIDTH for line in lines), lines
+        # both rows are named in full, the second after "vs"
+        a, b = (trace.name for trace in fig.data)
+        assert " | ".join(lines[1:]).replace("vs ", "", 1) == f"{a} | {b}"
