@@ -390,6 +390,15 @@ def test_script_takes_the_newest_study_without_torch_or_ray(storage):
     assert pd.isna(csv.loc["resnet18 | attnfd | layers=backbone+decoder", "miou_pct_mean"])
 
 
+def test_a_file_uri_is_the_local_folder(storage, tmp_path, capsys):
+    for name, results in (("path", str(storage / "ablation")), ("uri", (storage / "ablation").as_uri())):
+        main(["--results", results, "--out", str(tmp_path / name)])
+    capsys.readouterr()
+    assert [p.read_text() for p in sorted((tmp_path / "uri").glob("*.csv"))] == \
+        [p.read_text() for p in sorted((tmp_path / "path").glob("*.csv"))]
+    assert len(list((tmp_path / "uri").glob("*.csv"))) >= 3
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path, storage, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["--results", str(tmp_path / "nowhere")])
