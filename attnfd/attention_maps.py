@@ -7,7 +7,8 @@ gates live in the distiller, saved in the run's ``checkpoint/state.pt`` (so the 
 given as its ``model.pt``, that ``state.pt``, the run folder or a study trial's folder); the teacher's gates
 are the ones its ``teacher_gate`` option names (the teacher's own learned gates, the
 parameter-free CBAM, or the untrained one saved with the distiller). A map is drawn as the
-mean absolute activation over its channels, scaled to its own range, in the Viridis colours.
+mean absolute activation over its channels, scaled to its own range, in the Viridis colours;
+under the grid, a colour bar says so and a legend names the label pictures' classes.
 
     python analysis/attention_maps.py --checkpoint runs/student-resnet18-shapes-attnfd-<hash>/model.pt
 """
@@ -32,6 +33,10 @@ from attnfd.teachers import load_model, teacher_dir
 
 KINDS = ("teacher raw", "teacher refined", "student raw", "student refined")
 HEADER = 26
+# the key under the grid: a line of text or swatches, a swatch, the colour bar's length
+KEY_LINE, SWATCH, BAR = 16, 10, 160
+IGNORE = 255
+MAPS_NOTE = "maps: mean |activation| over channels, each scaled to its own range:"
 
 
 def _state_file(path: str | Path) -> Path:
@@ -107,12 +112,66 @@ def _picture(images: torch.Tensor, size: int) -> np.ndarray:
     return (255 * (up - low) / (high - low).clamp_min(1e-12)).permute(0, 2, 3, 1).round().byte().numpy()
 
 
-def _labels(labels: torch.Tensor, size: int, palette) -> np.ndarray:
+def _label_colours(palette) -> np.ndarray:
     table = np.zeros((256, 3), dtype=np.uint8)
     table[: len(palette)] = np.asarray(palette, dtype=np.uint8)
-    table[255] = (255, 255, 255)
+    table[IGNORE] = (255, 255, 255)
+    return table
+
+
+def _labels(labels: torch.Tensor, size: int, palette) -> np.ndarray:
     near = F.interpolate(labels[:, None].float(), size=(size, size), mode="nearest")[:, 0].long().clamp(0, 255)
-    return table[near.numpy()]
+    return _label_colours(palette)[near.numpy()]
+
+
+def _flow(draw: ImageDraw.ImageDraw, items: list[tuple], width: int) -> list[tuple[int, int, tuple]]:
+    """Items laid out left to right, a new line where the next one would pass ``width``: (x, y, item)
+    each. An item is ("text", words), ("swatch", colour, name) or ("bar",), the colour bar between
+    "low" and "high"."""
+    placed, x, y = [], 2, 0
+    for item in items:
+        kind = item[0]
+        if kind == "text":
+            wide = draw.textlength(item[1])
+        elif kind == "swatch":
+            wide = SWATCH + 4 + draw.textlength(item[2])
+        else:
+            wide = draw.textlength("low high") + 8 + BAR
+        if x > 2 and x + wide > width:
+            x, y = 2, y + KEY_LINE
+        placed.append((x, y, item))
+        # words a space apart, a legend's entries further
+        x += wide + (10 if kind == "swatch" else draw.textlength(" "))
+    return placed
+
+
+def _key(width: int, lut: np.ndarray, classes, palette, shown: np.ndarray) -> Image.Image:
+    """What the colours mean, under the grid: the maps' colour bar, then a swatch per class the
+    label pictures show (with the ignore label where it shows)."""
+    colours = _label_colours(palette)
+    present = [int(c) for c in np.unique(shown)]
+    entries = [("swatch", tuple(int(v) for v in colours[c]),
+                "ignore" if c == IGNORE else (classes[c] if c < len(classes) else f"class {c}")) for c in present]
+    scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    maps = _flow(scratch, [("text", w) for w in MAPS_NOTE.split()] + [("bar",)], width)
+    labels = _flow(scratch, [("text", "labels:"), *entries], width)
+    top = maps[-1][1] + KEY_LINE + 4
+    picture = Image.new("RGB", (width, top + labels[-1][1] + KEY_LINE + 4), (255, 255, 255))
+    draw = ImageDraw.Draw(picture)
+    for x, y, item in maps + [(x, top + y, item) for x, y, item in labels]:
+        if item[0] == "text":
+            draw.text((x, y + 2), item[1], fill=(0, 0, 0))
+        elif item[0] == "bar":
+            draw.text((x, y + 2), "low", fill=(0, 0, 0))
+            x += draw.textlength("low") + 4
+            ramp = lut[np.linspace(0, len(lut) - 1, BAR).round().astype(int)]
+            picture.paste(Image.fromarray(np.repeat(ramp[None], SWATCH, axis=0)), (int(x), y + 3))
+            draw.text((x + BAR + 4, y + 2), "high", fill=(0, 0, 0))
+        else:
+            # a grey edge, so black and white swatches show on the white key
+            draw.rectangle((x, y + 3, x + SWATCH - 1, y + 3 + SWATCH - 1), fill=item[1], outline=(128, 128, 128))
+            draw.text((x + SWATCH + 4, y + 2), item[2], fill=(0, 0, 0))
+    return picture
 
 
 def attention_grid(model_path: str | Path, out: str | Path | None = None, images: int = 4, size: int = 96,
@@ -145,6 +204,12 @@ def attention_grid(model_path: str | Path, out: str | Path | None = None, images
         draw.text((c * size + 2, 1), tap, fill=(0, 0, 0))
         if kind:
             draw.text((c * size + 2, HEADER // 2 + 1), kind, fill=(0, 0, 0))
+    key = _key(picture.width, lut, getattr(dataset, "classes", ()), getattr(dataset, "palette", [(0, 0, 0)]),
+               y.numpy().clip(0, IGNORE))
+    framed = Image.new("RGB", (picture.width, picture.height + key.height), (255, 255, 255))
+    framed.paste(picture, (0, 0))
+    framed.paste(key, (0, picture.height))
+    picture = framed
     out = Path(out) if out else _output_folder(model_path) / "attention_maps.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     picture.save(out)

@@ -36,8 +36,9 @@ def _table(rows: list[dict]) -> pa.Table:
 
 
 def trial(trial_id: str, epochs: list[tuple], *, status: str = "completed", error: str | None = None,
-          params_m: float = 16.6, node: str = "127.0.0.2", **config) -> list[dict]:
-    """Epoch rows of one trial; ``epochs`` holds (miou, pixel_acc, per_class_iou, loss) per epoch.
+          params_m: float = 16.6, node: str = "127.0.0.2", phase: str | None = None, **config) -> list[dict]:
+    """Epoch rows of one trial; ``epochs`` holds (miou, pixel_acc, per_class_iou, loss) per epoch;
+    ``phase`` fills the column of that name (rows without one were written before phases existed).
 
     Every row carries ``running`` but the last, which carries ``status`` (as the tune callback
     rewrites a trial's file when it ends)."""
@@ -51,6 +52,8 @@ def trial(trial_id: str, epochs: list[tuple], *, status: str = "completed", erro
             "miou": miou, "pixel_acc": acc, "per_class_iou": per_class, "loss": loss, "loss_ce": loss,
             "lr": 0.01, "seconds": 1.5, "params_m": params_m,
         }
+        if phase is not None:
+            row["phase"] = phase
         if values["distill"] != "none":
             row["alpha"] = values["alpha"]
             for tap in str(values["layers"]).split(","):
@@ -60,21 +63,35 @@ def trial(trial_id: str, epochs: list[tuple], *, status: str = "completed", erro
     return out
 
 
+def write_trial(folder: Path, rows: list[dict], *, protocol: str) -> Path:
+    """One trial's epoch file in a study folder, rewritten whole as the study's writer does when it reports."""
+    for row in rows:
+        row["study"], row["protocol"] = Path(folder).name, protocol
+    epochs = Path(folder) / "results" / "epochs"
+    epochs.mkdir(parents=True, exist_ok=True)
+    path = epochs / f"{rows[0]['trial_id']}.parquet"
+    pq.write_table(_table(rows), path)
+    return path
+
+
+def write_meta(folder: Path, *, protocol: str, seeds, class_names, searched=(), created: str = "2026-01-02T03:04:05",
+               **more) -> None:
+    """study.json; ``more`` adds keys (``trials``, ``confirm``)."""
+    meta = {"name": Path(folder).name, "protocol": protocol, "dataset": "shapes", "class_names": class_names,
+            "seeds": seeds, "metric": "miou", "searched": searched, "created": created, **more}
+    (Path(folder) / "results").mkdir(parents=True, exist_ok=True)
+    (Path(folder) / "results" / "study.json").write_text(json.dumps(meta))
+
+
 def write_study(storage: Path, name: str, trials: list[list[dict]], *, protocol: str, seeds, class_names,
                 searched=(), summary: bool = True, created: str = "2026-01-02T03:04:05") -> Path:
     folder = Path(storage) / name
-    epochs = folder / "results" / "epochs"
-    epochs.mkdir(parents=True, exist_ok=True)
     for rows in trials:
-        for row in rows:
-            row["study"], row["protocol"] = name, protocol
-        pq.write_table(_table(rows), epochs / f"{rows[0]['trial_id']}.parquet")
+        write_trial(folder, rows, protocol=protocol)
     if summary:
         last_rows = [rows[-1] for rows in trials]
         pq.write_table(_table(last_rows), folder / "results" / "summary.parquet")
-    meta = {"name": name, "protocol": protocol, "dataset": "shapes", "class_names": class_names, "seeds": seeds,
-            "metric": "miou", "searched": searched, "created": created}
-    (folder / "results" / "study.json").write_text(json.dumps(meta))
+    write_meta(folder, protocol=protocol, seeds=seeds, class_names=class_names, searched=searched, created=created)
     return folder
 
 

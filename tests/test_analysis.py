@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from analysis_results_folder import (
     CLASSES,
@@ -389,6 +390,15 @@ def test_script_takes_the_newest_study_without_torch_or_ray(storage):
     assert pd.isna(csv.loc["resnet18 | attnfd | layers=backbone+decoder", "miou_pct_mean"])
 
 
+def test_a_file_uri_is_the_local_folder(storage, tmp_path, capsys):
+    for name, results in (("path", str(storage / "ablation")), ("uri", (storage / "ablation").as_uri())):
+        main(["--results", results, "--out", str(tmp_path / name)])
+    capsys.readouterr()
+    assert [p.read_text() for p in sorted((tmp_path / "uri").glob("*.csv"))] == \
+        [p.read_text() for p in sorted((tmp_path / "path").glob("*.csv"))]
+    assert len(list((tmp_path / "uri").glob("*.csv"))) >= 3
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path, storage, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["--results", str(tmp_path / "nowhere")])
@@ -432,14 +442,38 @@ def readme_block(heading: str) -> str:
     return "\n".join(lines)
 
 
-def test_the_readmes_pandas_expressions_rebuild_table3(storage):
-    """README, "Every number from the rows": run as written on the study's rows, it gives the CSV's numbers."""
-    code = readme_block("### Every number from the rows")
-    code = re.sub(r'^STUDY = .*$', f"STUDY = {str(storage / 'ablation')!r}", code, count=1, flags=re.MULTILINE)
+def every_column(study: Path) -> tuple[set[str], int]:
+    """The columns of all a study's epoch files together, and their rows."""
+    files = sorted((study / "results" / "epochs").glob("*.parquet"))
+    return set().union(*(pq.read_schema(f).names for f in files)), sum(pq.read_metadata(f).num_rows for f in files)
+
+
+def run_readme_block(heading: str, study: Path) -> dict:
+    """A README code block run as written, its ``STUDY = ...`` line pointed at ``study``; its names."""
+    code = re.sub(r'^STUDY = .*$', f"STUDY = {str(study)!r}", readme_block(heading), count=1, flags=re.MULTILINE)
     found: dict = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy on rows with one seed or no spread
         exec(compile(code, "README.md", "exec"), found)  # noqa: S102 - the README's own text, run as documented
+    return found
+
+
+def test_the_readmes_way_to_read_the_rows_keeps_every_column(storage):
+    """README, "Results files": the trials' files differ in their columns (the plain student's,
+    the first, has no alpha and no loss_attnfd.<tap>); the loader it shows drops none."""
+    columns, count = every_column(storage / "ablation")
+    assert {"alpha", "loss_attnfd.backbone", "loss_attnfd.encoder", "loss_attnfd.decoder"} <= columns
+    found = run_readme_block("## Results files", storage / "ablation")
+    assert set(found["rows"].columns) == columns and len(found["rows"]) == count
+    assert len(found["trials"]) == len(list((storage / "ablation" / "results" / "epochs").glob("*.parquet")))
+
+
+def test_the_readmes_pandas_expressions_rebuild_table3(storage):
+    """README, "Every number from the rows": run as written on the study's rows, it gives the CSV's
+    numbers, from rows that keep every column of every file."""
+    found = run_readme_block("### Every number from the rows", storage / "ablation")
+    columns, count = every_column(storage / "ablation")
+    assert set(found["rows"].columns) == columns and len(found["rows"]) == count
     holm_frame = protocol_table(load_study(storage / "ablation")).frame.set_index("row")
     bh_frame = protocol_table(load_study(storage / "ablation"), correction="bh").frame.set_index("row")
     assert set(found["table"]) == {"backbone", "encoder", "decoder", "backbone,encoder,decoder"}  # the failed row has none
@@ -514,3 +548,22 @@ def test_seed_noise_pools_the_rows_with_several_seeds(layers, tmp_path):
         trial("one_00000", [(0.5, 0.6, [0.5] * 3, 1.0)]), trial("one_00001", [(0.6, 0.6, [0.5] * 3, 1.0)], distill="attnfd")],
         protocol="search", seeds=1, class_names=CLASSES))
     assert seed_noise(build_rows(single), "test") is None  # one seed per config: nothing measured it
+
+
+def test_figures_label_log_ticks_with_values_and_wrap_long_titles(layers_analysis, search_analysis):
+    from attnfd.analysis.figures import TITLE_WIDTH, _log_ticks
+
+    axis = search_analysis.figures["alpha_sweep"].layout.xaxis
+    assert axis.type == "log" and list(axis.tickvals) == SEARCH_ALPHAS
+    assert list(axis.ticktext) == ["0.1", "0.15", "0.2", "0.3", "0.5", "0.7", "1", "1.5", "2", "3", "5", "10"]
+    # a search's alphas, many and close together: 1, 2 and 5 times the powers of ten, with their values
+    crowded = _log_ticks(sorted(0.1 * 100 ** (i / 39) for i in range(40)))
+    assert crowded["tickvals"] == pytest.approx([0.1, 0.2, 0.5, 1, 2, 5, 10])
+    assert crowded["ticktext"] == ["0.1", "0.2", "0.5", "1", "2", "5", "10"]
+    for analysis in (layers_analysis, search_analysis):
+        fig = analysis.figures["per_class_1"]
+        lines = fig.layout.title.text.split("<br>")
+        assert all(len(line) <= TITLE_WIDTH for line in lines), lines
+        # both rows are named in full, the second after "vs"
+        a, b = (trace.name for trace in fig.data)
+        assert " | ".join(lines[1:]).replace("vs ", "", 1) == f"{a} | {b}"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
+from plotly.colors import sample_colorscale, unlabel_rgb
 
-from attnfd.attention_maps import HEADER, KINDS, main
+from attnfd.attention_maps import HEADER, KINDS, SWATCH, main
+from attnfd.data.shapes import PALETTE
 from attnfd.trainer import fit
 
 SIZE = 40
@@ -25,13 +27,14 @@ def run(module_tmp):
     return root
 
 
-def test_grid_shows_raw_and_refined_maps_of_both_sides(run, capsys):
+def test_grid_shows_raw_and_refined_maps_of_both_sides_and_what_the_colours_mean(run, capsys):
     out = run / "maps.png"
     main(["--checkpoint", str(run / "student" / "model.pt"), "--images", "3", "--size", str(SIZE), "--out", str(out)])
     assert capsys.readouterr().out.strip() == f"wrote {out}"
     grid = np.asarray(Image.open(out).convert("RGB")).astype(int)
     columns = 2 + len(KINDS) * 2  # image, labels, then 4 pictures per tap for encoder and decoder
-    assert grid.shape == (HEADER + 3 * SIZE, columns * SIZE, 3)
+    # the pictures, with the key under them
+    assert grid.shape[1:] == (columns * SIZE, 3) and grid.shape[0] > HEADER + 3 * SIZE
 
     def cell(row: int, col: int) -> np.ndarray:
         return grid[HEADER + row * SIZE: HEADER + (row + 1) * SIZE, col * SIZE: (col + 1) * SIZE]
@@ -47,6 +50,17 @@ def test_grid_shows_raw_and_refined_maps_of_both_sides(run, capsys):
     # different images give different pictures
     assert np.abs(cell(0, 0) - cell(1, 0)).mean() > 1
 
+    # the key under the pictures: the maps' colour bar, and the label pictures' colours
+    key = {tuple(int(v) for v in c): n for c, n in zip(*np.unique(grid[HEADER + 3 * SIZE:].reshape(-1, 3), axis=0,
+                                                                 return_counts=True))}
+    viridis = [tuple(int(v) for v in unlabel_rgb(c)) for c in sample_colorscale("Viridis", list(np.linspace(0, 1, 256)))]
+    assert viridis[0] in key and viridis[-1] in key and sum(c in key for c in viridis) >= 100
+    # a swatch for each class the label pictures show, none for the others (black is the text's colour too)
+    labels = grid[HEADER: HEADER + 3 * SIZE, SIZE: 2 * SIZE].reshape(-1, 3)
+    shown = {tuple(int(v) for v in c) for c in np.unique(labels, axis=0)} & set(PALETTE) - {(0, 0, 0)}
+    assert len(shown) >= 2
+    assert {c for c in PALETTE if c != (0, 0, 0) and key.get(c, 0) >= (SWATCH - 2) ** 2} == shown
+
 
 def test_a_model_without_attnfd_is_refused_in_one_line(run, capsys):
     teacher = next((run / "cache" / "teachers").glob("*/model.pt"))
@@ -55,3 +69,4 @@ def test_a_model_without_attnfd_is_refused_in_one_line(run, capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("attnfd: error: ") and "is not an AttnFD student" in err and err.count("\n") == 1
+

@@ -69,6 +69,7 @@ def test_a_study_json_that_is_not_an_object_is_one_line(tmp_path, capsys):
     (["--correction", "bonferroni"], ["--correction", "invalid choice"]),
     (["--detect", "0"], ["--detect must be > 0"]),
     (["--detect", "nan"], ["--detect", "finite number"]),
+    (["--watch", "0"], ["--watch must be > 0 seconds"]),
 ])
 def test_bad_analysis_arguments_are_one_line(tmp_path, capsys, argv, parts):
     study = layers_study(tmp_path / "a")

@@ -4,7 +4,7 @@ Reads only the Parquet and JSON files described in the README ("Results files");
 neither torch nor ray, so a copied results folder can be analysed on any machine.
 
     from attnfd.analysis import load_study, analyse, write
-    analysis = analyse(load_study("~/attnfd_results/my_study"))
+    analysis = analyse(load_study("~/attnfd_results/my_study"))   # or "s3://bucket/studies/my_study"
     write(analysis)            # tables, figures and report.html in <study>/analysis/
 """
 

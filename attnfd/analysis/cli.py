@@ -6,9 +6,10 @@ import argparse
 import sys
 import typing
 
+from attnfd.analysis.folder import is_uri
 from attnfd.analysis.render import to_text
-from attnfd.analysis.report import analyse, write
-from attnfd.analysis.results import DEFAULT_STORAGE, STORAGE_ENV, ResultsError, load_study
+from attnfd.analysis.report import Analysis, analyse, write
+from attnfd.analysis.results import DEFAULT_STORAGE, STORAGE_ENV, ResultsError, Study, load_study
 from attnfd.analysis.stats import CORRECTIONS
 from attnfd.analysis.tables import PROTOCOLS
 from attnfd.arguments import OneLineParser, finite_float, integer
@@ -21,12 +22,19 @@ def parser() -> argparse.ArgumentParser:
                     "study's results folder. Needs no torch and no ray.",
     )
     p.add_argument("--results", default=None,
-                   help=f"a study folder, its results/ folder, or a storage folder (its newest study is taken); "
+                   help=f"a study folder, its results/ folder, or a storage folder (its newest study is taken), "
+                        f"local or a URI pyarrow reads (s3://bucket/path, gs://..., file://...); "
                         f"default: ${STORAGE_ENV} or {DEFAULT_STORAGE}")
     p.add_argument("--protocol", choices=PROTOCOLS, default=None,
                    help="which tables: layers (Table 3), methods (Table 1), alpha (sweep) or search "
                         "(best configs, importances, mIoU per value); default: the study's own")
-    p.add_argument("--out", default=None, help="where to write (default: <study>/analysis)")
+    p.add_argument("--out", default=None,
+                   help="a local folder to write into (default: <study>/analysis; ./<study name>-analysis for a "
+                        "study read from a URI)")
+    p.add_argument("--watch", nargs="?", type=finite_float, const=30.0, default=None, metavar="SECONDS",
+                   help="while the study runs: rebuild the tables and report every SECONDS (default 30) and say how "
+                        "many trials completed, run, failed or stopped; ends when every planned trial has ended, "
+                        "or on Ctrl-C")
     p.add_argument("--compare", nargs=2, metavar=("ROW_A", "ROW_B"), default=None,
                    help="two row labels (or unique parts of them) for the per-class IoU figure; "
                         "default: per student, no distillation against the best row")
@@ -51,17 +59,33 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"--top must be >= 1, got {args.top}")
     if not args.detect > 0:
         _fail(f"--detect must be > 0 (val mIoU points), got {args.detect:g}")
-    try:
-        study = load_study(args.results)
+    if args.watch is not None and not args.watch > 0:
+        _fail(f"--watch must be > 0 seconds, got {args.watch:g}")
+    if args.out is not None and is_uri(args.out):
+        _fail(f"--out must be a local folder, got the URI {args.out.split('?', 1)[0]}; write here, then copy it up")
+
+    def build(study: Study) -> tuple[Analysis, list]:
         analysis = analyse(study, protocol=args.protocol, compare=tuple(args.compare) if args.compare else None,
                            top=args.top, correction=args.correction, detect=args.detect)
-        for table in analysis.tables:
-            print(to_text(table))
-        written = write(analysis, args.out)
+        return analysis, write(analysis, args.out)
+
+    try:
+        if args.watch is None:
+            built = build(load_study(args.results))
+        else:
+            from attnfd.analysis.watch import watch
+
+            built = watch(args.results, args.watch, build)
+            if built is None:
+                print("no trial reported: nothing written")
+                return
     except ResultsError as err:
         _fail(str(err))
     except OSError as err:
         _fail(f"{type(err).__name__}: {err}")
+    analysis, written = built
+    for table in analysis.tables:
+        print(to_text(table))
     print(f"wrote {len(written)} files to {written[-1].parent}; open {written[-1]}")
 
 

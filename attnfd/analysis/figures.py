@@ -7,6 +7,7 @@ number as readable JSON rather than packed binary arrays.
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import plotly.graph_objects as go
 from plotly.colors import qualitative
@@ -18,6 +19,15 @@ from attnfd.analysis.tables import Row
 
 TEMPLATE = "plotly_white"
 PALETTE = qualitative.Plotly + qualitative.Dark24
+# characters per title line: about 500 px at plotly's 17 px title font, inside a figure on a narrow screen
+TITLE_WIDTH = 60
+TITLE_LINE_PX = 22  # the height of a title line at that font
+# a log axis gets a tick at each value it shows when there are at most this many, none closer
+# than 1/MAX_VALUE_TICKS_SPAN of the axis (a label is about 30 px, the axis 600 px or more)
+MAX_VALUE_TICKS, MAX_VALUE_TICKS_SPAN = 12, 20
+# legends name rows, whose labels run long: below the plot, where they take height, not the plot's width
+LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0}
+LEGEND_ROW_PX = 30
 
 
 def _list(values) -> list:
@@ -38,9 +48,45 @@ def per_class(study: Study, a: Row, b: Row) -> go.Figure:
         classes = names + [f"class {i}" for i in range(len(names), width)]
         fig.add_bar(name=row.label, x=classes[: len(means)], y=_list(means),
                     error_y={"type": "data", "array": _list(stds), "visible": True})
-    fig.update_layout(title=f"Per-class IoU (%): {a.label} vs {b.label}", barmode="group", template=TEMPLATE,
-                      yaxis_title="IoU (%)", legend={"orientation": "h", "y": -0.25})
+    # row labels run long (every varying field): one per line, broken between fields, so the
+    # title stays inside the figure; the top margin makes room for its lines
+    lines = ["Per-class IoU (%)", *_wrapped(a.label), *_wrapped(f"vs {b.label}")]
+    fig.update_layout(title={"text": "<br>".join(lines), "y": 1, "yref": "container", "yanchor": "top",
+                             "pad": {"t": 16}},
+                      margin={"t": 40 + TITLE_LINE_PX * len(lines)}, barmode="group", template=TEMPLATE,
+                      yaxis_title="IoU (%)", legend=LEGEND_BELOW)
     return fig
+
+
+def _legend_below(fig: go.Figure, height: int, y: float = LEGEND_BELOW["y"]) -> None:
+    """The legend below the plot, one entry a row at most, the figure taller by its rows so the plot keeps its size."""
+    entries = sum(1 for trace in fig.data if trace.showlegend is not False)
+    fig.update_layout(legend={**LEGEND_BELOW, "y": y}, height=height + LEGEND_ROW_PX * entries)
+
+
+def _wrapped(label: str, width: int = TITLE_WIDTH) -> list[str]:
+    """A row label as lines of at most ``width`` characters, broken at its `` | `` separators."""
+    lines: list[str] = []
+    for part in label.split(" | "):
+        if lines and len(lines[-1]) + 3 + len(part) <= width:
+            lines[-1] += " | " + part
+        else:
+            lines.append(part)
+    return lines
+
+
+def _log_ticks(values: list[float]) -> dict:
+    """Ticks of a log axis, labelled with their values (plotly labels those between powers of
+    ten with their first digit only: "2", "5"): at the values themselves where they are few and
+    far enough apart for their labels, else at 1, 2 and 5 times the powers of ten."""
+    low, high = math.log10(values[0]), math.log10(values[-1])
+    gaps = [math.log10(b / a) for a, b in pairwise(values)]
+    if len(values) <= MAX_VALUE_TICKS and min(gaps) >= (high - low) / MAX_VALUE_TICKS_SPAN:
+        ticks = list(values)
+    else:
+        ticks = [m * 10.0**k for k in range(math.floor(low), math.ceil(high) + 1) for m in (1, 2, 5)
+                 if values[0] <= m * 10.0**k <= values[-1]]
+    return {"tickmode": "array", "tickvals": ticks, "ticktext": [format_value(v) for v in ticks]}
 
 
 def alpha_sweep(rows: list[Row]) -> go.Figure | None:
@@ -68,6 +114,9 @@ def alpha_sweep(rows: list[Row]) -> go.Figure | None:
     log = alphas[0] > 0 and alphas[-1] / alphas[0] >= 10
     fig.update_layout(title="val mIoU (%) against alpha", template=TEMPLATE, xaxis_title="alpha",
                       yaxis_title="val mIoU (%)", xaxis_type="log" if log else "linear")
+    _legend_below(fig, 450)
+    if log:
+        fig.update_xaxes(**_log_ticks(alphas))
     return fig
 
 
@@ -91,7 +140,8 @@ def learning_curves(study: Study, rows: list[Row]) -> go.Figure | None:
         if "loss" in group:
             fig.add_scatter(row=2, col=1, name=cell, showlegend=False, mode="lines",
                             x=[int(e) for e in group["epoch"]], y=_list(group["loss"]), **common)
-    fig.update_layout(title="Learning curves (one line per trial)", template=TEMPLATE, height=650)
+    fig.update_layout(title="Learning curves (one line per trial)", template=TEMPLATE)
+    _legend_below(fig, 650, y=-0.1)
     fig.update_xaxes(title_text="epoch", row=2, col=1)
     if study.epochs["epoch"].max() <= 30:
         fig.update_xaxes(dtick=1)

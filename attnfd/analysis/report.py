@@ -1,6 +1,6 @@
 """A study's analysis: its tables and figures, written beside its results.
 
-``<study>/analysis/`` receives each table as ``.md``, ``.tex``, ``.csv`` and ``.html``, each
+``<study>/analysis/`` (``./<study name>-analysis/`` for a study read from a URI) receives each table as ``.md``, ``.tex``, ``.csv`` and ``.html``, each
 figure as ``figures/<name>.html`` (sharing one ``figures/plotly.min.js``), and ``report.html``:
 every table and figure in one file with plotly.js inlined, so it opens offline anywhere.
 """
@@ -118,7 +118,7 @@ def _summary(study: Study) -> str:
         f"created: {study.meta.get('created', '?')}",
         f"seeds per cell: {study.meta.get('seeds', '?')}",
         "trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
-        f"folder: {study.path}",
+        f"folder: {study.folder}",
     ]
     return "<p>" + "<br>".join(html.escape(f) for f in facts) + "</p>"
 
@@ -135,9 +135,14 @@ def report_html(analysis: Analysis) -> str:
     return render.html_page(f"{study.name}: analysis", "\n".join(parts))
 
 
+def default_out(study: Study) -> Path:
+    """Beside the results; a study read from a URI (a bucket) gets a local folder named after it."""
+    return study.path / "analysis" if study.path is not None else Path(f"{study.name}-analysis")
+
+
 def write(analysis: Analysis, out_dir: str | Path | None = None) -> list[Path]:
     """Write every table, figure and the report; returns the files written."""
-    out = Path(out_dir) if out_dir else analysis.study.path / "analysis"
+    out = Path(out_dir) if out_dir else default_out(analysis.study)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for table in analysis.tables:

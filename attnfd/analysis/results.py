@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from attnfd.analysis.folder import Folder, one_line, shown
 from attnfd.names import CONFIRM
 
 CONFIG = "config/"
@@ -41,23 +41,33 @@ DISTILL_ONLY = (
 # always part of a cell's identity, so every label names the model and the method
 ALWAYS_IN_KEY = ("role", "backbone", "distill")
 UNFINISHED = ("running", "pending")
+FINISHED = ("completed", "stopped", "failed")
 
 
 class ResultsError(ValueError):
     """A results folder that cannot be analysed; the message is one line."""
 
 
+class NoRowsYet(ResultsError):
+    """A study whose trials have not reported yet."""
+
+
 @dataclass
 class Study:
-    path: Path
+    folder: Folder
     meta: dict
     epochs: pd.DataFrame
     trials: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def path(self) -> Path | None:
+        """The study folder on this machine; None for a study read from a URI."""
+        return self.folder.local
+
+    @property
     def name(self) -> str:
-        return str(self.meta.get("name") or self.path.name)
+        return str(self.meta.get("name") or self.folder.name)
 
     def phase(self, name: str) -> Study:
         """The trials of one phase as a study of their own: ``confirm`` is a search's confirm
@@ -72,7 +82,7 @@ class Study:
         meta = dict(self.meta)
         if name == CONFIRM:
             meta["seeds"] = (self.meta.get("confirm") or {}).get("seeds")
-        return Study(path=self.path, meta=meta, epochs=epochs, trials=trials, warnings=self.warnings)
+        return Study(folder=self.folder, meta=meta, epochs=epochs, trials=trials, warnings=self.warnings)
 
     @property
     def protocol(self) -> str:
@@ -114,7 +124,7 @@ class Study:
         return [str(n).removeprefix(CONFIG) for n in names if n]
 
 
-def _created(folder: Path) -> float:
+def _created(folder: Folder) -> float:
     """When a study was created: study.json's ``created`` if it parses, else the file's mtime."""
     meta_file = folder / "results" / "study.json"
     try:
@@ -123,44 +133,47 @@ def _created(folder: Path) -> float:
             return float(created)
         return datetime.fromisoformat(str(created)).timestamp()
     except (ValueError, TypeError, OSError, AttributeError):
-        return meta_file.stat().st_mtime
+        return meta_file.mtime()
 
 
 def default_storage() -> Path:
     return Path(os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE).expanduser()
 
 
-def find_study(path: str | Path | None = None) -> Path:
+def _holds_results(results: Folder) -> bool:
+    return (results / "study.json").is_file() or (results / "epochs").is_dir() or (results / "summary.parquet").is_file()
+
+
+def find_study(path: str | Path | Folder | None = None) -> Folder:
     """The experiment folder: ``path`` itself, its parent if it is a ``results`` folder, or the
-    newest study inside a storage folder (default: $ATTNFD_RESULTS or ~/attnfd_results)."""
-    folder = Path(path).expanduser() if path else default_storage()
-    if not folder.is_dir():
-        raise ResultsError(f"results folder not found: {folder}")
-    if folder.name == "results" and ((folder / "study.json").is_file() or (folder / "epochs").is_dir()):
-        folder = folder.parent
-    results = folder / "results"
-    if (results / "study.json").is_file() or (results / "epochs").is_dir() or (results / "summary.parquet").is_file():
-        return folder
-    studies = [p for p in folder.iterdir() if (p / "results" / "study.json").is_file()]
+    newest study inside a storage folder (default: $ATTNFD_RESULTS or ~/attnfd_results).
+    ``path`` may be a local folder or a URI of any file system pyarrow has (s3://, gs://, file://)."""
+    try:
+        folder = path if isinstance(path, Folder) else Folder.at(path if path else default_storage())
+        if not folder.is_dir():
+            raise ResultsError(f"results folder not found: {folder}")
+        if folder.name == "results" and ((folder / "study.json").is_file() or (folder / "epochs").is_dir()):
+            folder = folder.parent
+        if _holds_results(folder / "results"):
+            return folder
+        studies = [p for p in folder.folders() if (p / "results" / "study.json").is_file()]
+    except (OSError, pa.ArrowException) as err:
+        raise ResultsError(f"cannot read {shown(path or default_storage())}: {type(err).__name__}: {one_line(err)}") from None
     if not studies:
         raise ResultsError(f"no study in {folder} (a study folder holds results/study.json)")
     return max(studies, key=_created)
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
-    return pq.read_table(path).to_pandas()
-
-
-def _read_epochs(folder: Path, warnings: list[str]) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+def _read_epochs(folder: Folder, warnings: list[str], quiet: bool) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """All epoch rows, and each file's rows by its path relative to the study folder."""
-    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    files = folder.files(".parquet")
     by_file = {}
     # each file alone: files of different trials may carry different loss columns
-    for path in tqdm(files, desc="reading results", leave=False, disable=None):
+    for path in tqdm(files, desc="reading results", leave=False, disable=True if quiet else None):
         try:
-            by_file[f"results/epochs/{path.name}"] = _read_parquet(path)
+            by_file[f"results/epochs/{path.name}"] = path.read_parquet().to_pandas()
         except (OSError, pa.ArrowException) as err:  # a file being rewritten, or damaged: say so, keep the rest
-            warnings.append(f"could not read {path.name}: {type(err).__name__}: {err}")
+            warnings.append(f"could not read {path.name}: {type(err).__name__}: {one_line(err)}")
     frames = [f for f in by_file.values() if len(f)]
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), by_file
 
@@ -312,8 +325,22 @@ def _trials(epochs: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     return trials
 
 
-def load_study(path: str | Path | None = None) -> Study:
+def load_study(path: str | Path | Folder | None = None, quiet: bool = False) -> Study:
+    """A study read from its results files; ``path`` as ``find_study`` takes it. Its warnings
+    (files that could not be read, a missing study.json) go to stderr too, and a bar shows the
+    reading, unless ``quiet`` (for a caller that reports itself)."""
     folder = find_study(path)
+    try:
+        study = _load(folder, quiet)
+    except (OSError, pa.ArrowException) as err:
+        raise ResultsError(f"cannot read {folder}: {type(err).__name__}: {one_line(err)}") from None
+    if not quiet:
+        for message in study.warnings:
+            print(f"attnfd: warning: {message}", file=sys.stderr)
+    return study
+
+
+def _load(folder: Folder, quiet: bool) -> Study:
     results = folder / "results"
     warnings: list[str] = []
     meta_file = results / "study.json"
@@ -327,17 +354,17 @@ def load_study(path: str | Path | None = None) -> Study:
         warnings.append(f"{meta_file} is missing: protocol and class names are taken from the rows")
     if not isinstance(meta, dict):
         raise ResultsError(f"{meta_file} is not a JSON object")
-    epochs, sources = _read_epochs(results / "epochs", warnings)
+    epochs, sources = _read_epochs(results / "epochs", warnings, quiet)
     summary = pd.DataFrame()
     if (results / "summary.parquet").is_file():
         try:
-            summary = _read_parquet(results / "summary.parquet")
+            summary = (results / "summary.parquet").read_parquet().to_pandas()
             sources["results/summary.parquet"] = summary
         except (OSError, pa.ArrowException) as err:
-            warnings.append(f"could not read summary.parquet: {type(err).__name__}: {err}")
+            warnings.append(f"could not read summary.parquet: {type(err).__name__}: {one_line(err)}")
     check_one_study(meta, sources)
     if not len(epochs) and not len(summary):
-        raise ResultsError(f"{results} holds no result rows yet")
+        raise NoRowsYet(f"{results} holds no result rows yet")
     if len(epochs):
         epochs = epochs.sort_values(["trial_id", "epoch"], kind="stable").reset_index(drop=True)
     if not meta.get("protocol"):
@@ -345,10 +372,7 @@ def load_study(path: str | Path | None = None) -> Study:
         if "protocol" in source and source["protocol"].notna().any():
             meta["protocol"] = str(source["protocol"].dropna().iloc[0])
     meta.setdefault("name", folder.name)
-    study = Study(path=folder, meta=meta, epochs=epochs, trials=_trials(epochs, summary), warnings=warnings)
-    for message in warnings:
-        print(f"attnfd: warning: {message}", file=sys.stderr)
-    return study
+    return Study(folder=folder, meta=meta, epochs=epochs, trials=_trials(epochs, summary), warnings=warnings)
 
 
 def config_fields(trials: pd.DataFrame) -> list[str]:
