@@ -46,3 +46,34 @@ def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.2", log_to_driver=False)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """moto's S3 server on 127.0.0.1, with credentials it takes in the environment for the
+    module (no real credentials or config files read, no instance metadata asked); yields the
+    query that points a pyarrow S3 URI at it."""
+    moto_server = pytest.importorskip("moto.server", reason="moto[server] (the dev extra) serves S3 on loopback")
+    nothing = tmp_path_factory.mktemp("no-aws")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ACCESS_KEY_ID", "testing")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        env.setenv("AWS_CONFIG_FILE", str(nothing / "config"))
+        env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(nothing / "credentials"))
+        env.delenv("AWS_ENDPOINT_URL", raising=False)
+        env.delenv("AWS_PROFILE", raising=False)
+        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        yield f"endpoint_override=http://{host}:{port}&scheme=http&region=us-east-1"
+        server.stop()
+
+
+def s3_bucket(s3: str, bucket: str):
+    """A new bucket on the ``s3`` server, as a pyarrow file system."""
+    import pyarrow.fs as pafs
+
+    fs, _ = pafs.FileSystem.from_uri(f"s3://{bucket}?{s3}&allow_bucket_creation=true")
+    fs.create_dir(bucket)
+    return fs

@@ -8,33 +8,11 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 from analysis_results_folder import layers_study, search_study
+from conftest import s3_bucket
 
 from attnfd.analysis.cli import main
 
-moto_server = pytest.importorskip("moto.server", reason="moto[server] (the dev extra) serves S3 on loopback")
 BUCKET = "attnfd-studies"
-
-
-@pytest.fixture(scope="module")
-def s3():
-    """An S3 server on 127.0.0.1; yields the query that points a pyarrow S3 URI at it."""
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"endpoint_override=http://{host}:{port}&scheme=http&region=us-east-1"
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def credentials(monkeypatch, tmp_path):
-    # moto takes any key; no real credentials or config files are read, and no instance metadata asked
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +21,9 @@ def storage(module_tmp, s3):
     local = module_tmp / "studies"
     search_study(local)
     layers_study(local, created="2026-05-01T00:00:00")  # the newest
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ACCESS_KEY_ID", "testing")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        bucket, _ = pafs.FileSystem.from_uri(f"s3://{BUCKET}?{s3}&allow_bucket_creation=true")
-        bucket.create_dir(BUCKET)
-        pafs.copy_files(str(local), f"{BUCKET}/studies", source_filesystem=pafs.LocalFileSystem(),
-                        destination_filesystem=bucket)
+    bucket = s3_bucket(s3, BUCKET)
+    pafs.copy_files(str(local), f"{BUCKET}/studies", source_filesystem=pafs.LocalFileSystem(),
+                    destination_filesystem=bucket)
     return local
 
 

@@ -145,3 +145,24 @@ def test_a_restored_search_fails_the_optuna_trials_its_snapshot_did_not_know(tmp
     assert states == {"a": (TrialState.COMPLETE, "completed"), "b": (TrialState.RUNNING, "running"),
                       "c": (TrialState.FAIL, LOST)}
     assert not math.isnan(restored._ot_study.best_value)
+
+
+def test_an_object_store_studys_journal_is_copied_there_and_a_new_driver_continues_it(s3, tmp_path, monkeypatch):
+    from conftest import s3_bucket
+
+    from attnfd.study import results as res
+    from attnfd.study.optuna_study import LOCAL_DIR_ENV, JournalCopy, journal_path, open_storage
+
+    s3_bucket(s3, "journals")
+    spec = StudySpec(protocol="layers", base={}, storage=f"s3://journals/studies?{s3}", name="remote", cells=CELLS)
+    monkeypatch.setenv(LOCAL_DIR_ENV, str(tmp_path / "first-driver"))
+    study = optuna.create_study(study_name="remote", storage=open_storage(spec), direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.5, params={}, distributions={}))
+    assert journal_path(spec).is_relative_to(tmp_path / "first-driver")
+    JournalCopy(spec).on_experiment_end([])
+
+    fs, folder = res.storage_fs(spec.storage)
+    assert fs.get_file_info(f"{folder}/remote/{JOURNAL_FILE}").size == journal_path(spec).stat().st_size
+    monkeypatch.setenv(LOCAL_DIR_ENV, str(tmp_path / "second-driver"))  # a requeued job on another node
+    continued = optuna.load_study(study_name="remote", storage=open_storage(spec))
+    assert [t.value for t in continued.get_trials()] == [0.5]

@@ -194,8 +194,6 @@ def _confirmation(spec, rows: list[dict]) -> list[str]:
 
     if not spec.search or not any(r.get("phase") == CONFIRM for r in rows):
         return []
-    if "://" in spec.storage:
-        return ["the confirm stage's verdict: run the analysis on a copy of the results folder"]
     from attnfd.analysis.confirm import Confirmation
     from attnfd.analysis.results import load_study
 

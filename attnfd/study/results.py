@@ -38,8 +38,14 @@ def on_object_store(storage: str) -> bool:
     return "://" in storage and not storage.startswith("file://")
 
 
+def join(storage: str, *parts: str) -> str:
+    """A folder under a storage folder or URI; a URI's query (``?endpoint_override=...``) stays at the end."""
+    base, mark, query = storage.partition("?")
+    return "/".join([base.rstrip("/"), *parts]) + mark + query
+
+
 def results_path(storage: str, name: str) -> str:
-    return f"{storage.rstrip('/')}/{name}/results"
+    return join(storage, name, "results")
 
 
 def flat_config(config: dict) -> dict:

@@ -80,7 +80,7 @@ class StudySpec:
 
     @property
     def folder(self) -> str:
-        return f"{self.storage.rstrip('/')}/{self.name}"
+        return res.join(self.storage, self.name)
 
     @property
     def label(self) -> str:
@@ -90,7 +90,7 @@ class StudySpec:
     @property
     def experiment(self) -> str:
         """Ray's experiment folder of this phase."""
-        return f"{self.folder}/{CONFIRM}" if self.stage == CONFIRM else self.folder
+        return res.join(self.folder, CONFIRM) if self.stage == CONFIRM else self.folder
 
     @property
     def trial_base(self) -> dict:
@@ -273,7 +273,7 @@ def _tuner(spec: StudySpec, trainable):
     optuna_storage = open_storage(spec)
     storage_path = spec.storage if "://" in spec.storage else str(Path(spec.storage).expanduser().resolve())
     # a confirm stage is an experiment of its own inside the study's folder
-    storage_path, name = (f"{storage_path.rstrip('/')}/{spec.name}", CONFIRM) if spec.stage == CONFIRM else \
+    storage_path, name = (res.join(storage_path, spec.name), CONFIRM) if spec.stage == CONFIRM else \
         (storage_path, spec.name)
     run_config = tune.RunConfig(
         name=name, storage_path=storage_path, verbose=max(spec.verbose, 0),
