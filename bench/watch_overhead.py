@@ -46,9 +46,7 @@ def instrument() -> list[str]:
 
     from attnfd.study import results as res
     from attnfd.study.optuna_study import GridRecorder
-    from attnfd.study.wandb_logger import StudyWandbLogger
-
-    classes = [GridRecorder, TBXLoggerCallback, MLflowLoggerCallback, StudyWandbLogger]
+    classes = [GridRecorder, TBXLoggerCallback, MLflowLoggerCallback]
     for cls in classes:
         for hook in HOOKS:
             if hook in cls.__dict__ or any(hook in base.__dict__ for base in cls.__mro__[1:-1]):
@@ -68,7 +66,6 @@ VARIANTS = {
     "optuna journal": {},
     "journal + tensorboard": {"trackers": ("tensorboard",)},
     "journal + mlflow": {"trackers": ("mlflow",)},
-    "journal + wandb (offline)": {"trackers": ("wandb",)},
 }
 
 
@@ -79,8 +76,6 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("WANDB_MODE", "offline")
-    os.environ.setdefault("WANDB_SILENT", "true")
     import ray
 
     from attnfd.study.runner import LOCAL_NODE_IP, StudySpec, run_study

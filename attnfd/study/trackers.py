@@ -10,12 +10,16 @@ parts, the learning rate and alpha.
   object-store study, ``./mlruns``)
   (MLflow keeps its file store in maintenance mode and asks for an opt-in, given here only
   for that default).
-- ``wandb``: one run per trial in the project ``<name>``; ``WANDB_MODE=offline`` keeps them
-  on disk, in each trial's folder (``<study>/trial_*/wandb/``), for ``wandb sync``.
 
-Aim is not offered: Ray has an AimLoggerCallback, but with aim 3.29 here Aim's own reader
-(``Repo.get_run``) found no data in a run that Aim itself had just written, so what it would
-hold could not be checked.
+W&B and Aim are not offered; Ray has callbacks for both, but what they keep could not be
+trusted here (README, "Watching a study"):
+- W&B (wandb 0.31, offline): Ray kills each trial's logging actor once ``wandb.finish()``
+  returns, and the run file of the trial that ended last often stayed at its 7-byte header
+  (W&B's writer, its own process, had not written it). Letting the actor exit by itself
+  instead of being killed, or calling ``wandb.teardown()`` in it, still lost that trial in
+  some studies (1 of 2 and 2 of 3 under load).
+- Aim (aim 3.29): Aim's own reader (``Repo.get_run``) found no data in a run that Aim itself
+  had just written, so what it would hold could not be checked.
 """
 
 from __future__ import annotations
@@ -61,20 +65,9 @@ def _mlflow(spec):
                                 tags={"study": spec.name, "protocol": spec.protocol, "phase": spec.stage})
 
 
-def _wandb(spec):
-    from attnfd.study.wandb_logger import StudyWandbLogger
-
-    # W&B logs from a Ray actor per trial, which sees the cluster's environment, not the driver's:
-    # the driver's WANDB_MODE (offline, disabled) goes to it as an argument
-    mode = {"mode": os.environ["WANDB_MODE"]} if os.environ.get("WANDB_MODE") else {}
-    return StudyWandbLogger(project=spec.name, group=spec.stage,
-                            excludes=["per_class_iou"], **mode)  # a list W&B would log as a histogram per epoch
-
-
 TRACKERS: dict[str, Tracker] = {
     "tensorboard": Tracker("tensorboardX", _tensorboard),
     "mlflow": Tracker("mlflow", _mlflow),
-    "wandb": Tracker("wandb", _wandb),
 }
 
 
