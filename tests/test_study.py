@@ -13,9 +13,12 @@ import threading
 import time
 from pathlib import Path
 
+import optuna
 import pyarrow.parquet as pq
 import pytest
 from conftest import TINY
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from attnfd.study import results as res
@@ -81,6 +84,19 @@ def test_search_writes_a_row_per_reported_epoch(tmp_path, teacher_cache, capfd, 
     assert "A new study created" not in captured.err
     assert not [w for w in recwarn if "experimental feature" in str(w.message)]
     trials = {t: rows for t, rows in trials.items() if t != ref_id}
+    # its Optuna study, in the study folder: a trial per searched trial, the reference beside them
+    recorded = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(f"{storage}/s/optuna.journal")))
+    by_tune_id = {t.user_attrs["tune_trial_id"]: t for t in recorded.get_trials()}
+    assert set(by_tune_id) == set(trials)
+    for trial_id, rows in trials.items():
+        kept = by_tune_id[trial_id]
+        assert kept.user_attrs["seed"] == 0 and kept.user_attrs["status"] == rows[-1]["status"]
+        assert kept.state == (TrialState.COMPLETE if rows[-1]["status"] == "completed" else TrialState.PRUNED)
+        # the epoch ASHA stopped a trial on included: it reaches the searcher only with the stop
+        assert kept.intermediate_values == pytest.approx({r["epoch"]: r["miou"] for r in rows})
+        if kept.state == TrialState.COMPLETE:
+            assert kept.value == pytest.approx(rows[-1]["miou"]) and kept.params["alpha"] == rows[-1]["config/alpha"]
+    assert recorded.user_attrs["reference"] == {"tune_trial_id": ref_id, "miou": pytest.approx(ref_rows[-1]["miou"])}
     for trial_id, rows in trials.items():
         results = reported(storage, "s", trial_id)
         assert [r["epoch"] for r in rows] == [r["epoch"] for r in results]

@@ -10,8 +10,10 @@ its last intermediate value), and one whose loss diverged or that errored is FAI
 from __future__ import annotations
 
 import logging
+import math
 
 from optuna.trial import TrialState
+from ray.tune.result import TRAINING_ITERATION
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
@@ -71,10 +73,20 @@ class StudySearch(OptunaSearch):
             return super().on_trial_complete(trial_id, result, error)
         state, value = final_state(result or {}, error)
         ot_trial = self._ot_trials[trial_id]
+        self._report_last(ot_trial, result or {})
         # a finished Optuna trial takes no more attributes
         mark(self._ot_study._storage, ot_trial._trial_id, **{STATUS: end_status(state)})
         self._ot_study.tell(ot_trial, value, state=state)
         self._completed_trials.add(trial_id)
+
+    def _report_last(self, ot_trial, result: dict) -> None:
+        """The result a trial ends with reaches the searcher only here when the scheduler
+        stopped the trial on it (ASHA at a rung, or at max_t): Optuna gets its epoch too."""
+        step, value = result.get(TRAINING_ITERATION), result.get(self.metric)
+        if step is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return
+        if step not in self._ot_study._storage.get_trial(ot_trial._trial_id).intermediate_values:
+            ot_trial.report(value, step)
 
     def restore(self, checkpoint_path: str) -> None:
         """Also ends, as FAIL, the Optuna trials the restored searcher does not know: a driver
