@@ -102,6 +102,8 @@ def test_optuna_dashboard_lists_the_study_with_its_trials_and_values(grid):
         studies = json.load(urllib.request.urlopen(f"{base}/api/studies", timeout=30))["study_summaries"]
         assert [s["study_name"] for s in studies] == ["grid"]
         detail = json.load(urllib.request.urlopen(f"{base}/api/studies/{studies[0]['study_id']}", timeout=30))
+        importances = json.load(urllib.request.urlopen(f"{base}/api/studies/{studies[0]['study_id']}/param_importances",
+                                                       timeout=60))
     finally:
         server.shutdown()
         server.server_close()
@@ -112,6 +114,8 @@ def test_optuna_dashboard_lists_the_study_with_its_trials_and_values(grid):
         assert shown[tune_id]["state"] == "Complete"
         assert shown[tune_id]["values"] == [pytest.approx(epochs[-1]["miou"])]
         assert len(shown[tune_id]["intermediate_values"]) == len(epochs)
+    # the grid's varied fields are parameters its importance plot can rank
+    assert {i["name"] for i in importances["param_importances"][0]} == {"distill", "alpha"}
 
 
 def test_tensorboard_holds_every_trials_metrics_per_epoch_without_the_nan_ones(grid):
