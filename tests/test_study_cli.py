@@ -56,10 +56,12 @@ def test_resume_needs_a_study_and_a_new_study_needs_a_free_name(tmp_path, capsys
     assert "a study 'taken' exists" in capsys.readouterr().err
 
 
-def test_resume_auto_needs_a_name_and_a_new_study_still_needs_a_free_one(tmp_path, capsys):
+def test_resume_auto_needs_a_name_and_a_new_study_still_needs_a_free_one(tmp_path, capsys, teacher_cache):
     def refused(argv, message):
         with pytest.raises(SystemExit) as exit_info:
-            search_main([*argv, "--storage", str(tmp_path), "--quiet"])
+            # a tiny study, should one start when it ought to be refused
+            search_main([*argv, "--storage", str(tmp_path), "--quiet", "--epochs", "1", "--num-samples", "1",
+                         "--confirm", "0", "--gpus-per-trial", "0", "--cache-dir", teacher_cache, *TINY_SET])
         err = capsys.readouterr().err.strip()
         assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and message in err, err
 
