@@ -1,5 +1,6 @@
 """tune/search.py and tune/ablation.py as a user runs them: bad input stops in the driver,
-an interrupted study resumes without repeating finished trials or duplicating rows."""
+an interrupted study resumes without repeating finished trials or duplicating rows, and
+--resume auto lets the same command start a study and continue it."""
 
 import json
 import os
@@ -55,16 +56,42 @@ def test_resume_needs_a_study_and_a_new_study_needs_a_free_name(tmp_path, capsys
     assert "a study 'taken' exists" in capsys.readouterr().err
 
 
+def test_resume_auto_needs_a_name_and_a_new_study_still_needs_a_free_one(tmp_path, capsys, teacher_cache):
+    def refused(argv, message):
+        with pytest.raises(SystemExit) as exit_info:
+            # a tiny study, should one start when it ought to be refused
+            search_main([*argv, "--storage", str(tmp_path), "--quiet", "--epochs", "1", "--num-samples", "1",
+                         "--confirm", "0", "--gpus-per-trial", "0", "--cache-dir", teacher_cache, *TINY_SET])
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and message in err, err
+
+    refused(["--resume", "maybe", "--name", "s"], "--resume")
+    refused(["--resume", "auto"], "give its --name")  # a requeued job must find its own study
+    from attnfd.study.results import write_study_meta
+
+    write_study_meta(str(tmp_path), "grid", {"protocol": "layers"})
+    refused(["--resume", "auto", "--name", "grid"], "is a layers study")
+    # starting afresh, it is a new study: the name must be free in a lab's Optuna database too
+    import optuna
+
+    database = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.create_study(study_name="taken", storage=database)
+    capsys.readouterr()  # Optuna's own line about it
+    refused(["--resume", "auto", "--name", "taken", "--optuna-storage", database], "already holds a study 'taken'")
+    assert not (tmp_path / "taken").exists()
+
+
 def epochs_by_trial(study: Path) -> dict[str, list[dict]]:
     return {p.stem: pq.read_table(p).to_pylist() for p in sorted((study / "results" / "epochs").glob("*.parquet"))}
 
 
 def test_an_interrupted_study_resumes_without_repeating_finished_trials(tmp_path, teacher_cache):
+    """The same command twice, as a requeued job reruns it: --resume auto starts the study, then continues it."""
     storage = tmp_path / "studies"
     command = [sys.executable, str(ROOT / "tune" / "ablation.py"), "--protocol", "alpha", "--students", "resnet18",
                "--alphas", "0.5,1,2", "--layer-subsets", "encoder", "--seeds", "1", "--epochs", "2",
-               "--max-concurrent", "1", "--storage", str(storage), "--name", "r", "--cache-dir", teacher_cache,
-               "--gpus-per-trial", "0", "--quiet", *TINY_SET]
+               "--max-concurrent", "1", "--storage", str(storage), "--name", "r", "--resume", "auto",
+               "--cache-dir", teacher_cache, "--gpus-per-trial", "0", "--quiet", *TINY_SET]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
     with open(tmp_path / "first.log", "w") as log:
         first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -84,9 +111,11 @@ def test_an_interrupted_study_resumes_without_repeating_finished_trials(tmp_path
     finished = {tid: rows for tid, rows in before.items() if rows[-1]["status"] == "completed"}
     assert 2 <= len(finished) < 4, "the study was not interrupted part way"
 
-    resumed = subprocess.run([*command, "--resume"], check=False, cwd=tmp_path, env=env, capture_output=True, text=True,
+    assert "study r: not in" in (tmp_path / "first.log").read_text()
+    resumed = subprocess.run(command, check=False, cwd=tmp_path, env=env, capture_output=True, text=True,
                              timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert "study r: continuing it" in resumed.stdout
     after = epochs_by_trial(study)
     assert len(after) == 1 + 3
     for tid, rows in after.items():

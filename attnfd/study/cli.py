@@ -17,6 +17,7 @@ from pathlib import Path
 
 from attnfd.arguments import OneLineParser, config_overrides, finite_float, integer
 from attnfd.config import ConfigError
+from attnfd.names import RESUME_AUTO
 from attnfd.study.trackers import TRACKERS
 
 
@@ -44,6 +45,12 @@ def _names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
+def _resume(text: str) -> str:
+    if text != RESUME_AUTO:
+        raise argparse.ArgumentTypeError(f"takes no value (continue a study) or {RESUME_AUTO}, got {text!r}")
+    return text
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="shapes", help="shapes (built in, the default), voc or cityscapes")
     parser.add_argument("--data-root", default=None, help="the data set's folder (default: $ATTNFD_DATA/<dataset>)")
@@ -52,8 +59,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="a local folder or a URI such as s3://bucket/path (default: $ATTNFD_RESULTS or "
                              "~/attnfd_results); on a multi-node cluster use a URI or a shared folder")
     parser.add_argument("--name", default=None, help="the study's name (default: protocol, data set and time)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the study --name (default: the newest one of this kind in --storage)")
+    parser.add_argument("--resume", nargs="?", const=True, default=False, type=_resume, metavar="auto",
+                        help="continue the study --name (default: the newest one of this kind in --storage); "
+                             "--resume auto continues the study --name if --storage holds it and starts it otherwise, "
+                             "so a requeued job can rerun its command unchanged")
     parser.add_argument("--address", default=None, help="an existing Ray cluster, e.g. auto on a cluster's head")
     parser.add_argument("--cpus-per-trial", type=finite_float, default=1.0)
     parser.add_argument("--gpus-per-trial", type=finite_float, default=None,
@@ -119,6 +128,8 @@ def _study_protocol(meta_file: Path) -> str | None:
 def _study_name(args, storage: str, protocol: str, default: str) -> str:
     if args.name:
         return args.name
+    if args.resume == RESUME_AUTO:
+        raise ConfigError("--resume auto continues or starts the study --name; give its --name")
     if args.resume:
         folder = Path(storage).expanduser()
         found = [p for p in folder.glob("*/results/study.json") if "://" not in storage

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from attnfd.config import ConfigError, TrainConfig
-from attnfd.names import CONFIRM, GRID, SEARCH
+from attnfd.names import CONFIRM, GRID, RESUME_AUTO, SEARCH
 from attnfd.study import results as res
 from attnfd.study.space import SearchSpace
 from attnfd.study.trainable import CELL, OBJECTIVE, teacher_key, train_trial, trial_values
@@ -53,7 +53,8 @@ class StudySpec:
     max_failures: int = 2
     address: str | None = None
     node_ip: str | None = LOCAL_NODE_IP
-    resume: bool = False
+    # True: continue the study (it must exist); RESUME_AUTO: continue it if it exists, else start it
+    resume: bool | str = False
     # -1: the minute summaries only; 0: one line per trial event too; 1: Ray's tables and warnings as well
     verbose: int = 0
     # a search's confirm stage: this many of its best configs, the paper's setting and the student
@@ -341,15 +342,25 @@ def run_study(spec: StudySpec) -> list[dict]:
     from ray import tune
 
     meta = res.read_study_meta(spec.storage, spec.name)
+    auto = spec.resume == RESUME_AUTO
+    if auto:
+        spec = dataclasses.replace(spec, resume=meta is not None)
     if spec.resume and meta is None:
         raise ConfigError(f"no study {spec.name!r} to resume in {spec.storage}")
     if not spec.resume and meta is not None:
         raise ConfigError(f"a study {spec.name!r} exists in {spec.storage}; pass --resume to continue it, "
                           "or another --name")
+    if meta is not None and meta.get("protocol", spec.protocol) != spec.protocol:
+        # Ray would continue that study's trials, not the ones this command describes
+        raise ConfigError(f"the study {spec.name!r} in {spec.storage} is a {meta['protocol']} study, not a "
+                          f"{spec.protocol} one; pick another --name")
     if meta is None:
         from attnfd.study.optuna_study import check_new
 
         check_new(spec)
+    if auto:
+        print(f"study {spec.name}: " + (f"continuing it ({spec.folder})" if meta else f"not in {spec.storage}, "
+                                        "starting it"), flush=True)
     started = _init_ray(spec)
     try:
         if meta is None:
