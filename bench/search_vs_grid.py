@@ -30,7 +30,6 @@ from attnfd.study.runner import LOCAL_NODE_IP, StudySpec, run_study
 from attnfd.study.space import LAYER_SUBSETS, SearchSpace
 
 
-
 def trials_in_run_order(folder: Path) -> list[dict]:
     return load_study(folder).trials.to_dict("records")
 
