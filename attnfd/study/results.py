@@ -44,9 +44,6 @@ def join(storage: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *parts]) + mark + query
 
 
-def results_path(storage: str, name: str) -> str:
-    return join(storage, name, "results")
-
 
 def flat_config(config: dict) -> dict:
     """Every TrainConfig field of a Tune trial's config as a ``config/<field>`` scalar."""
