@@ -10,13 +10,13 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "attnfd.cli", *args], capture_output=True, text=True, timeout=900)
 
 
-@pytest.mark.parametrize("command", [["train"], ["evaluate"]])
-def test_help(command, capsys):
+@pytest.mark.parametrize("command, flag", [(["train"], "--distill"), (["evaluate"], "--checkpoint")])
+def test_help(command, flag, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "usage: attnfd" in out and ("--distill" in out or "--checkpoint" in out)
+    assert f"usage: attnfd {command[0]}" in out and flag in out
 
 
 @pytest.mark.parametrize(

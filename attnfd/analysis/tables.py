@@ -50,7 +50,7 @@ TAP_ORDER = ("backbone", "encoder", "decoder")
 # the backbone's earlier stages get columns only in a study that distilled one (--taps)
 STAGE_ORDER = ("stage1", "stage2", "stage3")
 # Table 1's order in the paper (AttnFD last); other methods sort by name before AttnFD
-METHOD_ORDER = ("kd", "at", "sp", "ickd", "overhaul", "distkd", "dist", "cirkd", "lad", "aicsd", "pfs")
+METHOD_ORDER = ("kd", "at", "sp", "ickd", "overhaul", "dist", "cirkd", "lad", "aicsd", "pfs")
 CHECK = "✓"
 MISSING = "-"
 PROTOCOLS = ("layers", "methods", "alpha", "search")

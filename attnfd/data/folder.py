@@ -69,12 +69,6 @@ def read_index_png(path: Path) -> np.ndarray:
         return np.array(image, dtype=np.uint8)
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) from the file header, without decoding."""
-    with Image.open(path) as image:
-        return image.height, image.width
-
-
 class SegmentationFiles(Dataset):
     """(normalised CHW float image, HW int64 labels with 255 ignored) from a layout's pairs.
 
