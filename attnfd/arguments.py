@@ -17,6 +17,12 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
 
+def fail(message: str, prog: str = "attnfd", status: int = 2) -> typing.NoReturn:
+    """Bad input ends a command with one line on stderr."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(status)
+
+
 class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:
         print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)

@@ -3,17 +3,9 @@
 
 from __future__ import annotations
 
-import sys
-import typing
-
-from attnfd.arguments import OneLineParser, integer
+from attnfd.arguments import OneLineParser, fail, integer
 from attnfd.config import ConfigError
 from attnfd.paths import checkpoint_files, folder_problem
-
-
-def _fail(message: str) -> typing.NoReturn:
-    print(f"attnfd: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,5 +41,5 @@ def main(argv: list[str] | None = None) -> None:
         path = attention_grid(args.checkpoint, args.out, args.images, args.size, args.teacher,
                               str(resolve_device(args.device)))
     except (ConfigError, FileNotFoundError) as err:
-        _fail(str(err))
+        fail(str(err))
     print(f"wrote {path}")

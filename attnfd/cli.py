@@ -13,10 +13,9 @@ import hashlib
 import json
 import math
 import sys
-import typing
 from pathlib import Path
 
-from attnfd.arguments import OneLineParser, field_type, integer
+from attnfd.arguments import OneLineParser, fail, field_type, integer
 from attnfd.config import ConfigError, TrainConfig
 from attnfd.paths import MODEL_FILE, STATE_FILE, checkpoint_files, folder_problem
 
@@ -67,11 +66,6 @@ def _train_parser(sub) -> argparse.ArgumentParser:
     return parser
 
 
-def _fail(message: str, status: int = 2) -> typing.NoReturn:
-    print(f"attnfd: error: {message}", file=sys.stderr)
-    raise SystemExit(status)
-
-
 # where a run goes or how it is placed; two runs equal on everything else train the same model
 _PLACEMENT = ("out_dir", "resume", "cache_dir", "device", "workers", "threads")
 
@@ -90,7 +84,7 @@ def _check_out_dir(config: TrainConfig, overwrite: bool) -> None:
     out = Path(config.out_dir).expanduser()
     problem = folder_problem(out)
     if problem:
-        _fail(f"--out-dir: {problem}")
+        fail(f"--out-dir: {problem}")
     finished, started = (out / MODEL_FILE).is_file(), (out / "checkpoint" / STATE_FILE).is_file()
     if overwrite or not (finished or started):
         return
@@ -98,7 +92,7 @@ def _check_out_dir(config: TrainConfig, overwrite: bool) -> None:
         return
     what = "a finished run (model.pt)" if finished else "an unfinished run (checkpoint/state.pt)"
     more = " with more --epochs" if finished else ""
-    _fail(f"{out} holds {what}; continue it with --resume {out / 'checkpoint'}{more}, replace it with --overwrite, "
+    fail(f"{out} holds {what}; continue it with --resume {out / 'checkpoint'}{more}, replace it with --overwrite, "
           "or pick another --out-dir")
 
 
@@ -140,7 +134,7 @@ def _train(args: argparse.Namespace) -> None:
     try:
         last = fit(config, progress=ProgressLog(label))
     except NonFiniteLossError as err:
-        _fail(f"the run diverged: {err}; no model.pt was written", status=1)
+        fail(f"the run diverged: {err}; no model.pt was written", status=1)
     print(f"\n{label}: final val mIoU {last.get('miou', float('nan')):.4f} after {config.epochs} epochs")
     if teacher_line:
         print(teacher_line)
@@ -150,7 +144,7 @@ def _train(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     files = checkpoint_files(args.checkpoint)
     if args.device not in ("auto", "cpu", "cuda") and not args.device.startswith("cuda:"):
-        _fail(f"--device must be auto, cpu or cuda[:N], got {args.device!r}")
+        fail(f"--device must be auto, cpu or cuda[:N], got {args.device!r}")
     from attnfd.data import build_dataset
     from attnfd.teachers import load_model
     from attnfd.trainer import _loader, evaluate, resolve_device
@@ -203,11 +197,11 @@ def _data(args: argparse.Namespace) -> None:
     from attnfd.data.check import full_check, quick_check
 
     if args.workers is not None and args.workers < 1:
-        _fail(f"--workers must be >= 1, got {args.workers}")
+        fail(f"--workers must be >= 1, got {args.workers}")
     root = resolve_data_root(args.dataset, args.root)
     if args.download:
         if args.dataset != "voc":
-            _fail("only voc can be downloaded; Cityscapes needs an account on its website")
+            fail("only voc can be downloaded; Cityscapes needs an account on its website")
         from attnfd.data.voc import download
 
         download(root)
@@ -243,7 +237,7 @@ def _convert(args: argparse.Namespace) -> None:
         written = convert_file(args.layout, args.path, out, dataset=args.dataset,
                                output_stride=args.output_stride, role=args.role)
     except ConversionError as err:
-        _fail(str(err))
+        fail(str(err))
     print(f"model written to {written}")
 
 
@@ -263,9 +257,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         {"train": _train, "evaluate": _evaluate, "data": _data, "convert": _convert}[args.command](args)
     except (ConfigError, FileNotFoundError) as err:
-        _fail(str(err))
+        fail(str(err))
     except KeyboardInterrupt:
-        _fail("interrupted; continue with --resume <out_dir>/checkpoint")
+        fail("interrupted; continue with --resume <out_dir>/checkpoint")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
-import typing
 
 from attnfd.analysis.folder import is_uri
 from attnfd.analysis.render import to_text
@@ -12,7 +10,7 @@ from attnfd.analysis.report import Analysis, analyse, write
 from attnfd.analysis.results import DEFAULT_STORAGE, STORAGE_ENV, ResultsError, Study, load_study
 from attnfd.analysis.stats import CORRECTIONS
 from attnfd.analysis.tables import PROTOCOLS
-from attnfd.arguments import OneLineParser, finite_float, integer
+from attnfd.arguments import OneLineParser, fail, finite_float, integer
 
 
 def parser() -> argparse.ArgumentParser:
@@ -48,21 +46,16 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _fail(message: str) -> typing.NoReturn:
-    print(f"attnfd: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     if args.top < 1:
-        _fail(f"--top must be >= 1, got {args.top}")
+        fail(f"--top must be >= 1, got {args.top}")
     if not args.detect > 0:
-        _fail(f"--detect must be > 0 (val mIoU points), got {args.detect:g}")
+        fail(f"--detect must be > 0 (val mIoU points), got {args.detect:g}")
     if args.watch is not None and not args.watch > 0:
-        _fail(f"--watch must be > 0 seconds, got {args.watch:g}")
+        fail(f"--watch must be > 0 seconds, got {args.watch:g}")
     if args.out is not None and is_uri(args.out):
-        _fail(f"--out must be a local folder, got the URI {args.out.split('?', 1)[0]}; write here, then copy it up")
+        fail(f"--out must be a local folder, got the URI {args.out.split('?', 1)[0]}; write here, then copy it up")
 
     def build(study: Study) -> tuple[Analysis, list]:
         analysis = analyse(study, protocol=args.protocol, compare=tuple(args.compare) if args.compare else None,
@@ -80,9 +73,9 @@ def main(argv: list[str] | None = None) -> None:
                 print("no trial reported: nothing written")
                 return
     except ResultsError as err:
-        _fail(str(err))
+        fail(str(err))
     except OSError as err:
-        _fail(f"{type(err).__name__}: {err}")
+        fail(f"{type(err).__name__}: {err}")
     analysis, written = built
     for table in analysis.tables:
         print(to_text(table))

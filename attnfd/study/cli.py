@@ -10,20 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
-import typing
 from datetime import datetime
 from pathlib import Path
 
-from attnfd.arguments import OneLineParser, config_overrides, finite_float, integer
+from attnfd.arguments import OneLineParser, config_overrides, fail, finite_float, integer
 from attnfd.config import ConfigError
 from attnfd.names import RESUME_AUTO
 from attnfd.study.trackers import TRACKERS
-
-
-def _fail(prog: str, message: str) -> typing.NoReturn:
-    print(f"{prog}: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 def _floats(text: str, flag: str) -> list[float]:
@@ -171,9 +164,9 @@ def _run(prog: str, args, make_spec) -> None:
 
         rows = run_study(spec)
     except ConfigError as err:
-        _fail(prog, str(err))
+        fail(str(err), prog)
     except OSError as err:  # storage that fails once the study runs (a full disk, a revoked bucket)
-        _fail(prog, f"{type(err).__name__}: {err}")
+        fail(f"{type(err).__name__}: {err}", prog)
     from attnfd.names import CONFIRM
 
     # the search's own best trial; the confirm stage's verdict is printed beside it
