@@ -85,7 +85,7 @@ def open_storage(spec) -> BaseStorage | None:
         return RDBStorage(spec.optuna_storage)
     path = journal_path(spec)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if res.on_object_store(spec.storage) and not path.exists():
+    if journal_is_copied(spec) and not path.exists():
         # a resumed study on another driver: continue the copy the study folder holds
         fs, folder = res.storage_fs(spec.storage)
         copy = f"{folder}/{_journal_copy(spec)}"
@@ -102,6 +102,10 @@ class JournalCopy(Callback):
     def __init__(self, spec, every: float = 30.0):
         self.storage, self.copy, self.path, self.every = spec.storage, _journal_copy(spec), str(journal_path(spec)), every
         self._last = 0.0
+
+    def __getstate__(self) -> dict:
+        # a monotonic clock's value means nothing in the process that restores the study
+        return {**self.__dict__, "_last": 0.0}
 
     def _upload(self) -> None:
         fs, folder = res.storage_fs(self.storage)
