@@ -1,16 +1,17 @@
-"""A random stream of its own for what a cell adds to the student's training: the teacher and
-the distillers.
+"""Random streams of their own: the student's, the data's, the teacher's and the distillers'.
 
 The cells of a study differ in their distiller; they must not differ in what the seed gives
 the student. Building a teacher (a model's random init, before its weights are loaded) and a
 distiller's modules (connectors, CBAMs, embeddings) draws from torch's global generator, and
 so does a training step of a teacher in train mode (its dropout) or of CIRKD (its sampled
-pixels). On the global generator those draws would shift every later draw of the student: its
-dropout masks and, where the data set augments (VOC, Cityscapes), its batches. A
-``RandomStream`` keeps its own generator state: entering it swaps that state in and the
-student's out; leaving it keeps where the stream got to and gives the student's back.
+pixels). On one generator those draws would shift every later draw of the student: its
+dropout masks and, where the data set augments (VOC, Cityscapes), its batches. And the
+students of a cohort (``attnfd.trainer.Cohort``) share the batches and the teacher, so each
+must draw from a generator no other student touches. A ``RandomStream`` keeps its own
+generator state: entering it swaps that state in and the caller's out; leaving it keeps where
+the stream got to and gives the caller's back. Streams nest.
 
-Its state goes into the run's checkpoint, so a resumed run continues both streams exactly.
+Its state goes into the run's checkpoint, so a resumed run continues every stream exactly.
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ if TYPE_CHECKING:  # typing.Self is Python 3.11's; the project runs on 3.10 too
 
 
 class RandomStream:
-    """Named by ``name``, seeded from the run's seed; ``device`` adds that CUDA device's generator."""
+    """Named by ``name``, seeded from the run's seed; ``device`` adds that CUDA device's generator.
+    ``exact``: seeded with the seed itself, as ``torch.manual_seed(seed)`` seeds the global
+    generator (a student's own stream: its init and draws are those it always had)."""
 
-    def __init__(self, seed: int, name: str, device: torch.device):
+    def __init__(self, seed: int, name: str, device: torch.device, exact: bool = False):
         # a different stream per name, and never the student's own seed
-        self.seed = int(np.random.SeedSequence([int(seed) % 2**32, zlib.crc32(name.encode())]).generate_state(1)[0])
+        self.seed = int(seed) if exact else \
+            int(np.random.SeedSequence([int(seed) % 2**32, zlib.crc32(name.encode())]).generate_state(1)[0])
         self.device = torch.device(device)
         self.on_cuda = self.device.type == "cuda"
         self.cpu: torch.Tensor | None = None

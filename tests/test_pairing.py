@@ -4,8 +4,8 @@ analysis pair rows by seed.
 
 On the VOC layout (whose training augmentation is random) with a teacher in train mode (its
 dropout draws) and CIRKD (its sampled pixels): the places where a distiller used to draw from
-the student's generator. With the teacher's and distillers' own stream switched off, the
-same check fails.
+the student's generator. With the teacher's and distillers' own streams switched off, the
+student's draws shift; with the data's and the teacher's, its batches do.
 """
 
 from __future__ import annotations
@@ -38,22 +38,22 @@ def what_the_student_sees(config: dict) -> dict:
     """The student's weights once built, and per training step: the batch, and the state of
     torch's generator when the step starts (what the student's dropout will draw from)."""
     seen = {"steps": []}
-    step, init = trainer.Run._step, trainer.Run.__init__
+    step, init = trainer.Student._step, trainer.Student.__init__
 
     # (a teacher trained on the way, the first time one is needed, is a run of its own: not recorded)
-    def recording_init(self, run_config):
-        init(self, run_config)
+    def recording_init(self, run_config, model, *args):
         if run_config.role == "student":
-            seen["student"] = digest(*self.model.state_dict().values())
+            seen["student"] = digest(*model.state_dict().values())
+        init(self, run_config, model, *args)
 
-    def recording_step(self, images, labels, progress):
+    def recording_step(self, images, labels, progress, teacher_outputs):
         if self.config.role == "student":
             seen["steps"].append((digest(images, labels), digest(torch.get_rng_state())))
-        return step(self, images, labels, progress)
+        return step(self, images, labels, progress, teacher_outputs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(trainer.Run, "__init__", recording_init)
-        patch.setattr(trainer.Run, "_step", recording_step)
+        patch.setattr(trainer.Student, "__init__", recording_init)
+        patch.setattr(trainer.Student, "_step", recording_step)
         trainer.fit(config)
     return seen
 
@@ -81,21 +81,35 @@ def test_every_cell_gives_the_student_the_same_start_batches_and_draws(base, pla
         assert [state for _, state in seen["steps"]] == [state for _, state in plain["steps"]], name
 
 
-class SharedStream(random_stream.RandomStream):
-    """The broken design: the teacher and distillers draw from the student's generator."""
+def shared_streams(*names: str) -> type:
+    """The broken design: the streams ``names`` draw from whatever generator is current (the
+    student's, during its step)."""
 
-    def __enter__(self):
-        return self
+    class SharedStream(random_stream.RandomStream):
+        def __init__(self, seed, name, device, exact=False):
+            super().__init__(seed, name, device, exact)
+            self.shared = name in names
 
-    def __exit__(self, *exc):
-        return None
+        def __enter__(self):
+            return self if self.shared else super().__enter__()
+
+        def __exit__(self, *exc):
+            return None if self.shared else super().__exit__(*exc)
+
+    return SharedStream
 
 
-def test_without_their_own_stream_a_distiller_shifts_the_students_batches(monkeypatch, base, plain):
-    monkeypatch.setattr(trainer, "RandomStream", SharedStream)
-    seen = what_the_student_sees({**base, **CELLS["attnfd, teacher in train mode"], "out_dir": base["out_dir"] + "-x"})
-    # the student's weights are built before the teacher, so they still agree ...
+def test_without_their_own_stream_a_distiller_shifts_the_students_draws(monkeypatch, base, plain):
+    monkeypatch.setattr(trainer, "RandomStream", shared_streams("teacher", "distillers"))
+    seen = what_the_student_sees({**base, **CELLS["cirkd"], "out_dir": base["out_dir"] + "-x"})
+    # the student's weights are built first, and its batches come from the data's stream ...
     assert seen["student"] == plain["student"]
-    # ... but its augmented batches and its dropout's draws do not
-    assert seen["steps"][0][0] != plain["steps"][0][0]
+    assert [b for b, _ in seen["steps"]] == [b for b, _ in plain["steps"]]
+    # ... but CIRKD samples its pixels inside the student's step: its dropout's draws shift
     assert [s for _, s in seen["steps"]] != [s for _, s in plain["steps"]]
+
+
+def test_without_the_datas_own_stream_a_teacher_shifts_the_batches(monkeypatch, base, plain):
+    monkeypatch.setattr(trainer, "RandomStream", shared_streams("teacher", "data"))
+    seen = what_the_student_sees({**base, **CELLS["attnfd, teacher in train mode"], "out_dir": base["out_dir"] + "-y"})
+    assert seen["steps"][1][0] != plain["steps"][1][0]
