@@ -28,6 +28,7 @@ from attnfd.attention_maps_cli import main
 from attnfd.config import ConfigError
 from attnfd.data import build_dataset
 from attnfd.distill import build_distillers, parse_distill_spec
+from attnfd.metrics import IGNORE_INDEX
 from attnfd.paths import checkpoint_files
 from attnfd.teachers import load_model, teacher_dir
 
@@ -35,7 +36,6 @@ KINDS = ("teacher raw", "teacher refined", "student raw", "student refined")
 HEADER = 26
 # the key under the grid: a line of text or swatches, a swatch, the colour bar's length
 KEY_LINE, SWATCH, BAR = 16, 10, 160
-IGNORE = 255
 MAPS_NOTE = "maps: mean |activation| over channels, each scaled to its own range:"
 
 
@@ -115,7 +115,7 @@ def _picture(images: torch.Tensor, size: int) -> np.ndarray:
 def _label_colours(palette) -> np.ndarray:
     table = np.zeros((256, 3), dtype=np.uint8)
     table[: len(palette)] = np.asarray(palette, dtype=np.uint8)
-    table[IGNORE] = (255, 255, 255)
+    table[IGNORE_INDEX] = (255, 255, 255)
     return table
 
 
@@ -151,7 +151,7 @@ def _key(width: int, lut: np.ndarray, classes, palette, shown: np.ndarray) -> Im
     colours = _label_colours(palette)
     present = [int(c) for c in np.unique(shown)]
     entries = [("swatch", tuple(int(v) for v in colours[c]),
-                "ignore" if c == IGNORE else (classes[c] if c < len(classes) else f"class {c}")) for c in present]
+                "ignore" if c == IGNORE_INDEX else (classes[c] if c < len(classes) else f"class {c}")) for c in present]
     scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     maps = _flow(scratch, [("text", w) for w in MAPS_NOTE.split()] + [("bar",)], width)
     labels = _flow(scratch, [("text", "labels:"), *entries], width)
@@ -205,7 +205,7 @@ def attention_grid(model_path: str | Path, out: str | Path | None = None, images
         if kind:
             draw.text((c * size + 2, HEADER // 2 + 1), kind, fill=(0, 0, 0))
     key = _key(picture.width, lut, getattr(dataset, "classes", ()), getattr(dataset, "palette", [(0, 0, 0)]),
-               y.numpy().clip(0, IGNORE))
+               y.numpy().clip(0, IGNORE_INDEX))
     framed = Image.new("RGB", (picture.width, picture.height + key.height), (255, 255, 255))
     framed.paste(picture, (0, 0))
     framed.paste(key, (0, picture.height))

@@ -236,7 +236,8 @@ def is_missing(value: Any) -> bool:
     return _plain(value) is None
 
 
-def _finite(value: Any) -> bool:
+def is_finite_number(value: Any) -> bool:
+    """A cell holds a real, finite number (numpy scalars included; a bool is not one)."""
     value = _plain(value)
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -251,16 +252,16 @@ def _trial_row(trial_id: str, rows: pd.DataFrame | None, summary: dict | None) -
     last = rows.iloc[-1].to_dict() if rows is not None and len(rows) else dict(summary)
     evaluated = None
     if rows is not None and len(rows):
-        mask = rows["miou"].map(_finite)
+        mask = rows["miou"].map(is_finite_number)
         if "pixel_acc" in rows:
-            mask = mask | rows["pixel_acc"].map(_finite)
+            mask = mask | rows["pixel_acc"].map(is_finite_number)
         if mask.any():
             evaluated = rows[mask].iloc[-1].to_dict()
-    elif summary is not None and (_finite(summary.get("miou")) or _finite(summary.get("pixel_acc"))):
+    elif summary is not None and (is_finite_number(summary.get("miou")) or is_finite_number(summary.get("pixel_acc"))):
         evaluated = summary
     best = None
-    if rows is not None and len(rows) and rows["miou"].map(_finite).any():
-        scored = rows[rows["miou"].map(_finite)]
+    if rows is not None and len(rows) and rows["miou"].map(is_finite_number).any():
+        scored = rows[rows["miou"].map(is_finite_number)]
         best = scored.loc[scored["miou"].astype(float).idxmax()].to_dict()
     source = summary if summary is not None else last
     status = _plain(source.get("status")) or _plain(last.get("status")) or "running"
@@ -269,7 +270,7 @@ def _trial_row(trial_id: str, rows: pd.DataFrame | None, summary: dict | None) -
         errors = [e for e in map(_plain, rows["error"]) if e]
         error = errors[-1] if errors else None
     params = [_plain(v) for v in (rows["params_m"] if rows is not None and "params_m" in rows else [last.get("params_m")])]
-    params = [p for p in params if _finite(p)]
+    params = [p for p in params if is_finite_number(p)]
     row = {
         "trial_id": trial_id,
         "phase": _plain(last.get("phase")),
@@ -277,12 +278,12 @@ def _trial_row(trial_id: str, rows: pd.DataFrame | None, summary: dict | None) -
         "error": error,
         "node": _plain(last.get("node")),
         "epochs_run": int(_plain(last.get("epoch")) or 0),
-        "result_epoch": int(evaluated["epoch"]) if evaluated is not None and _finite(evaluated.get("epoch")) else None,
+        "result_epoch": int(evaluated["epoch"]) if evaluated is not None and is_finite_number(evaluated.get("epoch")) else None,
         "miou": _plain(evaluated.get("miou")) if evaluated is not None else None,
         "pixel_acc": _plain(evaluated.get("pixel_acc")) if evaluated is not None else None,
         "per_class_iou": _floats(evaluated.get("per_class_iou")) if evaluated is not None else None,
         "best_miou": _plain(best.get("miou")) if best is not None else None,
-        "best_epoch": int(best["epoch"]) if best is not None and _finite(best.get("epoch")) else None,
+        "best_epoch": int(best["epoch"]) if best is not None and is_finite_number(best.get("epoch")) else None,
         "params_m": params[-1] if params else None,
         "started": _started(rows),
     }
@@ -300,7 +301,7 @@ def _started(rows: pd.DataFrame | None) -> float | None:
     """When the trial first reported (Unix seconds), if its rows carry the time."""
     if rows is None or "time" not in rows:
         return None
-    times = [t for t in map(_plain, rows["time"]) if _finite(t)]
+    times = [t for t in map(_plain, rows["time"]) if is_finite_number(t)]
     return min(times) if times else None
 
 

@@ -29,6 +29,7 @@ from attnfd.analysis.results import (
     cell_key,
     cell_label,
     format_value,
+    is_finite_number,
 )
 from attnfd.analysis.stats import (
     ALPHA,
@@ -109,7 +110,7 @@ class Row:
     @property
     def seeds_done(self) -> list:
         """Seeds of the completed trials that have the study's metric."""
-        return sorted({t.get(CONFIG + "seed") for t in self.completed if _finite(t.get("miou"))}, key=str)
+        return sorted({t.get(CONFIG + "seed") for t in self.completed if is_finite_number(t.get("miou"))}, key=str)
 
     @property
     def missing_seeds(self) -> list | None:
@@ -126,7 +127,7 @@ class Row:
         """The metric in percent per seed of the completed trials (a seed run twice: their mean)."""
         values: dict = {}
         for t in self.completed:
-            if _finite(t.get(metric)):
+            if is_finite_number(t.get(metric)):
                 values.setdefault(t.get(CONFIG + "seed"), []).append(100 * t[metric])
         return {seed: float(np.mean(v)) for seed, v in values.items()}
 
@@ -141,7 +142,7 @@ class Row:
 
     @property
     def params_m(self) -> float:
-        values = [t["params_m"] for t in self.trials if _finite(t.get("params_m"))]
+        values = [t["params_m"] for t in self.trials if is_finite_number(t.get("params_m"))]
         return float(np.mean(values)) if values else math.nan
 
     def per_class(self) -> tuple[list[float], list[float]]:
@@ -156,10 +157,6 @@ class Row:
             means.append(s.mean)
             stds.append(s.std)
         return means, stds
-
-
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _is_plain(key_or_config: dict) -> bool:
@@ -192,8 +189,8 @@ def build_rows(study: Study, correction: str = "holm", fields: list[str] | None 
         rows[key].trials.append(trial)
     for row in rows.values():
         for metric in METRICS:
-            row.metrics[metric] = summarise(100 * t[metric] for t in row.completed if _finite(t.get(metric)))
-        row.best_epoch_miou = summarise(100 * t["best_miou"] for t in row.completed if _finite(t.get("best_miou")))
+            row.metrics[metric] = summarise(100 * t[metric] for t in row.completed if is_finite_number(t.get(metric)))
+        row.best_epoch_miou = summarise(100 * t["best_miou"] for t in row.completed if is_finite_number(t.get("best_miou")))
     blocks: dict[tuple, list[Row]] = {}
     for row in rows.values():
         blocks.setdefault(row.block, []).append(row)
@@ -237,7 +234,7 @@ def _method_order(distill) -> tuple:
 
 
 def _sortable(value) -> tuple:
-    return (0, float(value), "") if _finite(value) else (1, 0.0, format_value(value))
+    return (0, float(value), "") if is_finite_number(value) else (1, 0.0, format_value(value))
 
 
 def rows_in_order(rows: list[Row]) -> list[Row]:
@@ -246,7 +243,7 @@ def rows_in_order(rows: list[Row]) -> list[Row]:
 
     def block_order(block: tuple) -> tuple:
         members = [r for r in rows if r.block == block]
-        params = max((r.params_m for r in members if _finite(r.params_m)), default=0.0)
+        params = max((r.params_m for r in members if is_finite_number(r.params_m)), default=0.0)
         role = dict(block).get("role")
         return (0 if role == "teacher" else 1, -params, cell_label(block))
 
@@ -400,10 +397,10 @@ def row_note(row: Row) -> str | None:
         if t["status"] not in KNOWN_STATUSES:
             parts.append(f"trial {t['trial_id']} has status {t['status']!r}, not counted")
     for t in row.completed:
-        if not _finite(t.get("miou")) and not _finite(t.get("pixel_acc")):
+        if not is_finite_number(t.get("miou")) and not is_finite_number(t.get("pixel_acc")):
             parts.append(f"trial {t['trial_id']} completed without an evaluated epoch")
         else:
-            gone = [METRIC_TITLES[m].split(" (")[0] for m in METRICS if not _finite(t.get(m))]
+            gone = [METRIC_TITLES[m].split(" (")[0] for m in METRICS if not is_finite_number(t.get(m))]
             if gone:
                 parts.append(f"trial {t['trial_id']} has no {', '.join(gone)} at epoch {result_epoch(t)}")
     return f"† {row.label}: " + "; ".join(parts) if parts else None
@@ -411,7 +408,7 @@ def row_note(row: Row) -> str | None:
 
 def result_epoch(trial: dict) -> int | None:
     epoch = trial.get("result_epoch")
-    return int(epoch) if _finite(epoch) else None
+    return int(epoch) if is_finite_number(epoch) else None
 
 
 def when_failed(trial: dict) -> str:
@@ -557,7 +554,7 @@ def protocol_table(study: Study, protocol: str | None = None, rows: list[Row] | 
         cells += [seeds_cell(row), summary_cell(row, "miou"), *comparison_cells(row, "miou"),
                   metric_cell(row, "pixel_acc"), best_cell(row, "miou")]
         if protocol == "methods":
-            cells.append(f"{row.params_m:.1f}" if _finite(row.params_m) else MISSING)
+            cells.append(f"{row.params_m:.1f}" if is_finite_number(row.params_m) else MISSING)
         if row.is_best:
             table.bold.add(len(table.body))
         table.body.append(cells)
@@ -596,7 +593,7 @@ def best_epoch_table(study: Study, rows: list[Row] | None = None) -> Table:
         previous = row.block
         last, best = row.metrics["miou"], row.best_epoch_miou
         gap = f"{best.mean - last.mean:+.2f}" if best is not None and best.n and last.n else MISSING
-        epochs = sorted({int(t["best_epoch"]) for t in row.completed if _finite(t.get("best_epoch"))})
+        epochs = sorted({int(t["best_epoch"]) for t in row.completed if is_finite_number(t.get("best_epoch"))})
         table.body.append([row.label, seeds_cell(row), _summary_text(last), _summary_text(best), gap,
                            ",".join(map(str, epochs)) or MISSING])
     table.frame = frame(rows, study)

@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from attnfd.distill.base import Distiller
 
 _REGISTERED: dict[str, type[Distiller]] = {}
-_METHOD_MODULES = ("attnfd", "aicsd", "at", "cirkd", "dist", "ickd", "kd", "lad", "overhaul", "pfs", "sp")
 
 
 def register_distiller(cls: type[Distiller]) -> type[Distiller]:
@@ -24,10 +23,11 @@ def register_distiller(cls: type[Distiller]) -> type[Distiller]:
 
 def _registry() -> dict[str, type[Distiller]]:
     import importlib
+    import pkgutil
 
-    # importing a method's module registers it
-    for module in _METHOD_MODULES:
-        importlib.import_module(f"attnfd.distill.{module}")
+    # importing a method's module registers it; so a new method is a new module here
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
     return _REGISTERED
 
 

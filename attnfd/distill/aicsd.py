@@ -39,11 +39,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from attnfd.distill import register_distiller
-from attnfd.distill.base import Distiller
-from attnfd.distill.defaults import method_options
+from attnfd.distill.base import Distiller, Option
 
 
 def inter_class_kl(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -64,12 +62,8 @@ def similarity_matrix(logits: torch.Tensor, temperature: float = 1.0) -> torch.T
 @register_distiller
 class AICSD(Distiller):
     name = "aicsd"
-
-    def __init__(self, student: nn.Module, teacher: nn.Module, config):
-        super().__init__(student, teacher, config)
-        self.options = method_options(self.name, config)
-        self.temperature = float(self.options["temperature"])
-        self.alw = bool(self.options["alw"])
+    temperature = Option(float)
+    alw = Option(bool)
 
     def teacher_targets(self, logits, taps):
         return {"logits": logits, "similarity": similarity_matrix(logits, self.temperature)}

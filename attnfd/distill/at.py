@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from attnfd.distill import register_distiller
-from attnfd.distill.base import Distiller
-from attnfd.distill.common import activate, resize_to
-from attnfd.distill.defaults import method_options, taps_option
+from attnfd.distill.base import Option
+from attnfd.distill.per_tap import PerTapDistiller
 
 
 def attention_map(f: torch.Tensor, p: float = 2.0) -> torch.Tensor:
@@ -40,23 +38,9 @@ def attention_map(f: torch.Tensor, p: float = 2.0) -> torch.Tensor:
 
 
 @register_distiller
-class AT(Distiller):
+class AT(PerTapDistiller):
     name = "at"
+    p = Option(float)
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, config):
-        super().__init__(student, teacher, config)
-        self.options = method_options(self.name, config)
-        self.layers = taps_option(self.options["layers"])
-        self.relu = bool(self.options["relu"])
-        self.p = float(self.options["p"])
-
-    def teacher_targets(self, logits, taps):
-        return {k: activate(taps[k], self.relu) for k in self.layers}
-
-    def forward(self, logits, taps, teacher, labels):
-        parts = {}
-        for k in self.layers:
-            target = teacher[k]
-            student = resize_to(activate(taps[k], self.relu), target.shape[-2:])
-            parts[f"at.{k}"] = (attention_map(student, self.p) - attention_map(target, self.p)).pow(2).mean()
-        return parts
+    def pair_loss(self, student, teacher):
+        return (attention_map(student, self.p) - attention_map(teacher, self.p)).pow(2).mean()

@@ -61,8 +61,8 @@ from torch import nn
 from attnfd.cbam import CBAM, ParameterFreeCBAM
 from attnfd.config import ConfigError
 from attnfd.distill import register_distiller
-from attnfd.distill.base import Distiller
-from attnfd.distill.common import connector
+from attnfd.distill.common import tap_connectors
+from attnfd.distill.per_tap import PerTapDistiller
 from attnfd.models.deeplabv3plus import STAGE_TAPS
 
 
@@ -81,24 +81,20 @@ def attention_distance(student: torch.Tensor, teacher: torch.Tensor, norm: str) 
 
 
 @register_distiller
-class AttnFD(Distiller):
+class AttnFD(PerTapDistiller):
     name = "attnfd"
 
     def __init__(self, student: nn.Module, teacher: nn.Module, config):
         super().__init__(student, teacher, config)
-        self.layers = tuple(config.layers)
         self.norm = config.norm
         self.post_relu = config.tap_relu == "post"
         s_ch, t_ch = student.tap_channels, teacher.tap_channels
-        if any(k in STAGE_TAPS for k in self.layers):
-            student.require_stage_taps()
-            teacher.require_stage_taps()
-            s_ch, t_ch = student.tap_channels, teacher.tap_channels
         self.student_gates = nn.ModuleDict({k: CBAM(s_ch[k]) for k in self.layers})
         if not config.train_student_channel_mlp:
             for gate in self.student_gates.values():
                 gate.channel_gate.requires_grad_(False)
-        self.connectors = nn.ModuleDict({k: connector(s_ch[k], t_ch[k]) for k in self.layers})
+        # built after the gates (not by PerTapDistiller), so that a seed draws the same weights
+        self.connectors = tap_connectors(self.layers, s_ch, t_ch)
         if config.teacher_gate == "learned":
             if getattr(teacher, "gates", None) is None:
                 raise ConfigError("teacher_gate=learned needs a teacher trained with tap_gates=True")
@@ -116,22 +112,22 @@ class AttnFD(Distiller):
             self.untrained_teacher_gates.requires_grad_(False)
             self._teacher_gates = dict(self.untrained_teacher_gates.items())
 
+    def chosen_taps(self, config) -> tuple[str, ...]:
+        # AttnFD's options are config fields
+        return tuple(config.layers)
+
     def _tap(self, name: str, x: torch.Tensor) -> torch.Tensor:
         # the official code takes ASPP and decoder after their ReLU, the backbone taps before
         return F.relu(x) if self.post_relu and name in ("encoder", "decoder") else x
 
-    def teacher_targets(self, logits, taps):
-        return {k: normalise(self._teacher_gates[k](self._tap(k, taps[k])), self.norm) for k in self.layers}
+    def teacher_map(self, tap, x):
+        return normalise(self._teacher_gates[tap](self._tap(tap, x)), self.norm)
 
-    def forward(self, logits, taps, teacher, labels):
-        parts = {}
-        for k in self.layers:
-            refined = self.connectors[k](self.student_gates[k](self._tap(k, taps[k])))
-            target = teacher[k]
-            if refined.shape[-2:] != target.shape[-2:]:
-                refined = F.interpolate(refined, size=target.shape[-2:], mode="bilinear", align_corners=False)
-            parts[f"attnfd.{k}"] = attention_distance(refined, target, self.norm)
-        return parts
+    def student_map(self, tap, x):
+        return self.connectors[tap](self.student_gates[tap](self._tap(tap, x)))
+
+    def pair_loss(self, student, teacher):
+        return attention_distance(student, teacher, self.norm)
 
     def refined(self, tap: str, student: torch.Tensor, teacher: torch.Tensor) -> dict[str, torch.Tensor]:
         """Both sides' maps at one tap, raw and CBAM-refined, before the connector and the

@@ -46,9 +46,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnfd.distill import register_distiller
-from attnfd.distill.base import Distiller
+from attnfd.distill.base import Distiller, Option
 from attnfd.distill.common import activate, pool_to_pixels, resize_to, zero_like_graph
-from attnfd.distill.defaults import method_options
 from attnfd.distill.kd import kd_loss
 from attnfd.metrics import IGNORE_INDEX
 
@@ -79,12 +78,12 @@ def similarity_kd(s_logits: torch.Tensor, t_logits: torch.Tensor, temperature: f
 @register_distiller
 class CIRKD(Distiller):
     name = "cirkd"
+    layer = Option(str)
+    relu = Option(bool)
 
     def __init__(self, student: nn.Module, teacher: nn.Module, config):
         super().__init__(student, teacher, config)
-        o = self.options = method_options(self.name, config)
-        self.layer = o["layer"]
-        self.relu = bool(o["relu"])
+        o = self.options
         self.num_classes = config.num_classes
         s_ch, dim = student.tap_channels[self.layer], teacher.tap_channels[self.layer]
         self.project = nn.Sequential(

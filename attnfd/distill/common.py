@@ -30,6 +30,11 @@ def connector(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(conv, nn.BatchNorm2d(cout))
 
 
+def tap_connectors(taps, student_channels: dict[str, int], teacher_channels: dict[str, int]) -> nn.ModuleDict:
+    """A ``connector`` per tap, from the student's channels at that tap to the teacher's."""
+    return nn.ModuleDict({k: connector(student_channels[k], teacher_channels[k]) for k in taps})
+
+
 def pool_to_pixels(x: torch.Tensor, max_pixels: int) -> torch.Tensor:
     """Average-pool a map so that it has at most ``max_pixels`` positions; pairwise (HW x HW)
     similarity maps stay within memory at any input size."""

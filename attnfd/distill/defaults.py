@@ -1,6 +1,6 @@
 """Default weights and options of every distillation method, per data set, in one place.
 
-How the numbers combine. One training step's loss is
+How the numbers combine. One training step's loss is (``attnfd.distill.total.combine``)
 
     total = c(t) * CE  +  alpha(t) * sum_m  w_m * sum_p  c_mp(t) * L_mp
 

@@ -20,11 +20,9 @@ torchdistill's ``DISTLoss`` have a temperature and are oriented for (N, C) class
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from attnfd.distill import register_distiller
-from attnfd.distill.base import Distiller
-from attnfd.distill.defaults import method_options
+from attnfd.distill.base import Distiller, Option
 
 
 def pearson_rows(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -42,14 +40,7 @@ def class_probabilities(logits: torch.Tensor, tau: float) -> torch.Tensor:
 @register_distiller
 class DIST(Distiller):
     name = "dist"
-
-    def __init__(self, student: nn.Module, teacher: nn.Module, config):
-        super().__init__(student, teacher, config)
-        self.options = method_options(self.name, config)
-        self.tau = float(self.options["tau"])
-
-    def teacher_targets(self, logits, taps):
-        return {"logits": logits}
+    tau = Option(float)
 
     def forward(self, logits, taps, teacher, labels):
         y_s = class_probabilities(logits, self.tau)

@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from attnfd.distill import register_distiller
-from attnfd.distill.base import Distiller
-from attnfd.distill.common import activate, connector, resize_to
-from attnfd.distill.defaults import method_options, taps_option
+from attnfd.distill.base import Option
+from attnfd.distill.per_tap import PerTapDistiller
 
 
 def channel_correlation(f: torch.Tensor) -> torch.Tensor:
@@ -48,25 +46,11 @@ def ickd_loss(student: torch.Tensor, teacher: torch.Tensor, grid: int = 1) -> to
 
 
 @register_distiller
-class ICKD(Distiller):
+class ICKD(PerTapDistiller):
     name = "ickd"
+    # ICKD's embedding, under its own name: connector_schedule=first_epoch does not freeze it
+    connectors_name = "embeds"
+    grid = Option(int)
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, config):
-        super().__init__(student, teacher, config)
-        self.options = method_options(self.name, config)
-        self.layers = taps_option(self.options["layers"])
-        self.relu = bool(self.options["relu"])
-        self.grid = int(self.options["grid"])
-        s_ch, t_ch = student.tap_channels, teacher.tap_channels
-        self.embeds = nn.ModuleDict({k: connector(s_ch[k], t_ch[k]) for k in self.layers})
-
-    def teacher_targets(self, logits, taps):
-        return {k: activate(taps[k], self.relu) for k in self.layers}
-
-    def forward(self, logits, taps, teacher, labels):
-        parts = {}
-        for k in self.layers:
-            target = teacher[k]
-            student = resize_to(self.embeds[k](activate(taps[k], self.relu)), target.shape[-2:])
-            parts[f"ickd.{k}"] = ickd_loss(student, target, self.grid)
-        return parts
+    def pair_loss(self, student, teacher):
+        return ickd_loss(student, teacher, self.grid)

@@ -25,12 +25,10 @@ by 2C, Hinton's logit-matching limit.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from attnfd.distill import register_distiller
-from attnfd.distill.base import Distiller
+from attnfd.distill.base import Distiller, Option
 from attnfd.distill.common import pixel_kl
-from attnfd.distill.defaults import method_options
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -40,14 +38,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
 @register_distiller
 class KD(Distiller):
     name = "kd"
-
-    def __init__(self, student: nn.Module, teacher: nn.Module, config):
-        super().__init__(student, teacher, config)
-        self.options = method_options(self.name, config)
-        self.temperature = float(self.options["temperature"])
-
-    def teacher_targets(self, logits, taps):
-        return {"logits": logits}
+    temperature = Option(float)
 
     def forward(self, logits, taps, teacher, labels):
         return {"kd": kd_loss(logits, teacher["logits"], self.temperature)}

@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from attnfd.distill import register_distiller
-from attnfd.distill.base import Distiller
-from attnfd.distill.common import connector, resize_to
-from attnfd.distill.defaults import method_options, taps_option
+from attnfd.distill.per_tap import PerTapDistiller
 
 
 def angular_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -37,23 +34,7 @@ def angular_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tens
 
 
 @register_distiller
-class LAD(Distiller):
+class LAD(PerTapDistiller):
     name = "lad"
-
-    def __init__(self, student: nn.Module, teacher: nn.Module, config):
-        super().__init__(student, teacher, config)
-        self.options = method_options(self.name, config)
-        self.layers = taps_option(self.options["layers"])
-        s_ch, t_ch = student.tap_channels, teacher.tap_channels
-        self.connectors = nn.ModuleDict({k: connector(s_ch[k], t_ch[k]) for k in self.layers})
-
-    def teacher_targets(self, logits, taps):
-        return {k: taps[k] for k in self.layers}
-
-    def forward(self, logits, taps, teacher, labels):
-        parts = {}
-        for k in self.layers:
-            target = teacher[k]
-            student = resize_to(self.connectors[k](taps[k]), target.shape[-2:])
-            parts[f"lad.{k}"] = angular_distance(student, target)
-        return parts
+    connectors_name = "connectors"
+    pair_loss = staticmethod(angular_distance)

@@ -42,9 +42,7 @@ import torch
 from torch import nn
 
 from attnfd.distill import register_distiller
-from attnfd.distill.base import Distiller
-from attnfd.distill.common import connector, resize_to
-from attnfd.distill.defaults import method_options, taps_option
+from attnfd.distill.per_tap import PerTapDistiller
 from attnfd.models.deeplabv3plus import STAGE_TAPS
 
 DIVIDERS = {"stage1": 8.0, "stage2": 4.0, "stage3": 2.0, "backbone": 1.0, "encoder": 1.0, "decoder": 16.0}
@@ -81,31 +79,18 @@ def partial_l2(student: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 @register_distiller
-class Overhaul(Distiller):
+class Overhaul(PerTapDistiller):
     name = "overhaul"
+    connectors_name = "connectors"
+    pair_loss = staticmethod(partial_l2)
 
     def __init__(self, student: nn.Module, teacher: nn.Module, config):
         super().__init__(student, teacher, config)
-        self.options = method_options(self.name, config)
-        self.layers = taps_option(self.options["layers"])
-        if any(k in STAGE_TAPS for k in self.layers):
-            student.require_stage_taps()
-            teacher.require_stage_taps()
-        s_ch, t_ch = student.tap_channels, teacher.tap_channels
-        self.connectors = nn.ModuleDict({k: connector(s_ch[k], t_ch[k]) for k in self.layers})
         for k in self.layers:
             self.register_buffer(f"margin_{k}", margin_from_batchnorm(tap_batchnorm(teacher, k)))
 
-    def teacher_targets(self, logits, taps):
-        return {k: torch.maximum(taps[k].float(), getattr(self, f"margin_{k}")) for k in self.layers}
-
-    def forward(self, logits, taps, teacher, labels):
-        parts = {}
-        for k in self.layers:
-            target = teacher[k]
-            student = resize_to(self.connectors[k](taps[k]), target.shape[-2:])
-            parts[f"overhaul.{k}"] = partial_l2(student, target)
-        return parts
+    def teacher_map(self, tap, x):
+        return torch.maximum(x.float(), getattr(self, f"margin_{tap}"))
 
     def loss_weights(self, progress: float) -> dict[str, float]:
         return {f"overhaul.{k}": 1.0 / DIVIDERS[k] for k in self.layers}

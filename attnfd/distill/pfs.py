@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from attnfd.distill import register_distiller
-from attnfd.distill.base import Distiller
+from attnfd.distill.base import Distiller, Option
 from attnfd.distill.common import activate, pixel_kl, pool_to_pixels, resize_to
-from attnfd.distill.defaults import method_options
 
 
 def pixel_similarity(f: torch.Tensor) -> torch.Tensor:
@@ -45,14 +43,10 @@ def weighted_imitation(student_logits: torch.Tensor, teacher_logits: torch.Tenso
 @register_distiller
 class PFS(Distiller):
     name = "pfs"
-
-    def __init__(self, student: nn.Module, teacher: nn.Module, config):
-        super().__init__(student, teacher, config)
-        self.options = method_options(self.name, config)
-        self.layer = self.options["layer"]
-        self.relu = bool(self.options["relu"])
-        self.max_pixels = int(self.options["max_pixels"])
-        self.temperature = float(self.options["temperature"])
+    layer = Option(str)
+    relu = Option(bool)
+    max_pixels = Option(int)
+    temperature = Option(float)
 
     def teacher_targets(self, logits, taps):
         feature = pool_to_pixels(activate(taps[self.layer], self.relu).float(), self.max_pixels)

@@ -23,12 +23,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from attnfd.distill import register_distiller
-from attnfd.distill.base import Distiller
-from attnfd.distill.common import activate
-from attnfd.distill.defaults import method_options, taps_option
+from attnfd.distill.per_tap import PerTapDistiller
 
 
 def batch_similarity(f: torch.Tensor) -> torch.Tensor:
@@ -42,17 +39,8 @@ def sp_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 
 
 @register_distiller
-class SP(Distiller):
+class SP(PerTapDistiller):
     name = "sp"
-
-    def __init__(self, student: nn.Module, teacher: nn.Module, config):
-        super().__init__(student, teacher, config)
-        self.options = method_options(self.name, config)
-        self.layers = taps_option(self.options["layers"])
-        self.relu = bool(self.options["relu"])
-
-    def teacher_targets(self, logits, taps):
-        return {k: activate(taps[k], self.relu) for k in self.layers}
-
-    def forward(self, logits, taps, teacher, labels):
-        return {f"sp.{k}": sp_loss(activate(taps[k], self.relu), teacher[k]) for k in self.layers}
+    # B x B Gram matrices compare whatever the two maps' sizes
+    match_size = False
+    pair_loss = staticmethod(sp_loss)
