@@ -61,6 +61,7 @@ from attnfd import checkpoint as ckpt
 from attnfd.config import ConfigError, TrainConfig
 from attnfd.data import build_dataset, check_data
 from attnfd.distill import build_distillers
+from attnfd.distill.total import combine
 from attnfd.metrics import IGNORE_INDEX, ConfusionMatrix
 from attnfd.models import STAGE_TAPS, build_model
 from attnfd.progress import ProgressLog
@@ -285,17 +286,17 @@ class Student:
               teacher_outputs: tuple | None) -> dict[str, torch.Tensor]:
         with torch.autocast(self.device.type, enabled=self.amp):
             logits, taps = self.model(images)
-            parts = {"ce": segmentation_loss(logits, labels, self.config.ce_batch_average)}
-            loss = parts["ce"]
+            ce = segmentation_loss(logits, labels, self.config.ce_batch_average)
+            loss, parts = ce, {"ce": ce}
             if self.distillers:
                 with self.distill_stream:
-                    loss = self._distill(teacher_outputs, labels, logits, taps, loss, parts, progress)
+                    loss, parts = self._distill(teacher_outputs, labels, logits, taps, ce, progress)
         parts["loss"] = loss
         return parts
 
     def _distill(self, teacher_outputs: tuple, labels: torch.Tensor, logits: torch.Tensor, taps: dict,
-                 loss: torch.Tensor, parts: dict, progress: float) -> torch.Tensor:
-        """The distillers' parts on the teacher's outputs, added to ``loss`` (each part into ``parts``)."""
+                 ce: torch.Tensor, progress: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The distillers' parts on the teacher's outputs, and the total loss with its parts."""
         t_logits, t_taps = teacher_outputs
         with torch.inference_mode():
             targets = {n: d.teacher_targets(t_logits, t_taps) for n, d in self.distillers.items()}
@@ -303,14 +304,9 @@ class Student:
         # inference mode is an ordinary tensor that still carries no graph
         targets = {n: {k: v.clone() for k, v in t.items()} for n, t in targets.items()}
         alpha = alpha_at(self.config.alpha, self.config.alpha_schedule, progress, self.config.alpha_decay_start)
-        # a method may reweight CE and its own parts over training (AICSD's ALW)
-        loss = math.prod(d.ce_weight(progress) for d in self.distillers.values()) * loss
-        for name, distiller in self.distillers.items():
-            part_weights = distiller.loss_weights(progress)
-            for part, value in distiller(logits, taps, targets[name], labels).items():
-                parts[part] = value
-                loss = loss + alpha * self.weights[name] * part_weights.get(part, 1.0) * value
-        return loss
+        # in the distillers' order: CIRKD draws random numbers in its forward
+        outputs = {n: d(logits, taps, targets[n], labels) for n, d in self.distillers.items()}
+        return combine(ce, self.distillers, self.weights, outputs, alpha, progress)
 
     def epoch_optimizer(self, epoch: int) -> torch.optim.Optimizer | None:
         """The optimiser of this epoch: the student's, or under connector_schedule=first_epoch
@@ -539,6 +535,7 @@ class Cohort:
             if row is not None and "error" not in row:
                 # its own steps and evaluation, and its share of the batches and the teacher
                 row["seconds"] = student.seconds + shared
+                row["shared_seconds"] = shared
                 row["params_m"] = sum(p.numel() for p in student.model.parameters()) / 1e6
                 student.history.append(row)
         return rows

@@ -25,7 +25,7 @@ CELLS = [{"distill": None}, {"distill": "attnfd"}, {"distill": "kd"}]
 def _strip(row: dict) -> dict:
     """A row without its wall time, NaN as a string so rows compare with ==."""
     fix = lambda v: "nan" if isinstance(v, float) and math.isnan(v) else v
-    return {k: [fix(x) for x in v] if isinstance(v, list) else fix(v) for k, v in row.items() if k != "seconds"}
+    return {k: [fix(x) for x in v] if isinstance(v, list) else fix(v) for k, v in row.items() if k not in ("seconds", "shared_seconds")}
 
 
 @pytest.fixture(scope="module")

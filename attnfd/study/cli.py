@@ -64,6 +64,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-failures", type=integer, default=2,
                         help="retries of a trial whose worker died, each from its last checkpoint")
     parser.add_argument("--cache-dir", default=None, help="where teachers are cached (default: ~/.cache/attnfd)")
+    parser.add_argument("--cohort", default="auto", metavar="auto|K|1",
+                        help="grid cells of one seed per trial, sharing one data pipeline and one teacher forward, each "
+                             "with the numbers it gets alone: auto (as many as fit a trial's memory, leaving each trial "
+                             "slot a cohort; the default), K, or 1 (a trial per cell); a search's own trials run alone, "
+                             "its confirm stage in cohorts")
     parser.add_argument("--optuna-storage", default=None, metavar="URL",
                         help="the study's Optuna study in a database by SQLAlchemy URL, e.g. postgresql://user@host/db "
                              "(default: a journal file, <study>/optuna.journal; none: no persistent study); "
@@ -150,7 +155,9 @@ def _check_placement(args) -> None:
 
 
 def _spec_kwargs(args, storage: str) -> dict:
-    return {"storage": storage, "resume": args.resume, "address": args.address, "cpus_per_trial": args.cpus_per_trial,
+    from attnfd.study.cohorts import parse_cohort
+
+    return {"storage": storage, "resume": args.resume, "cohort": parse_cohort(args.cohort), "address": args.address, "cpus_per_trial": args.cpus_per_trial,
             "gpus_per_trial": _gpus(args), "max_concurrent": args.max_concurrent, "max_failures": args.max_failures,
             "verbose": 1 if args.verbose else -1 if args.quiet else 0, "optuna_storage": args.optuna_storage,
             "trackers": tuple(dict.fromkeys(args.trackers)), "mlflow_uri": args.mlflow_uri}

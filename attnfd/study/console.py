@@ -19,7 +19,7 @@ from typing import TextIO
 from ray.tune import Callback
 
 from attnfd.progress import duration
-from attnfd.study.trainable import FAILED, trial_values
+from attnfd.study.trainable import COHORT, FAILED, MEMBERS, trial_values, units
 
 
 def describe(config: dict, shown: list[str]) -> str:
@@ -63,10 +63,18 @@ class TrialEvents(Callback):
             print(line, file=self.stream or sys.stdout, flush=True)
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        if COHORT in trial.config:
+            cells = units(trial.trial_id, trial.config)
+            self._say(f"trial {trial.trial_id} started: a cohort of {len(cells)} students, one data pipeline and "
+                      f"teacher forward: " + "; ".join(f"{unit_id} {describe(config, self.shown)}"
+                                                      for unit_id, config, _ in cells))
+            return
         self._say(f"trial {trial.trial_id} started: {describe(trial.config, self.shown)}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._last[trial.trial_id] = result
+        if MEMBERS in result:
+            return self._cohort_result(trial, result)
         if result.get("status") == FAILED:
             self._say(f"trial {trial.trial_id} failed at epoch {result.get('epoch')}: {result.get('error')}")
             self._ended[trial.trial_id] = FAILED
@@ -74,6 +82,21 @@ class TrialEvents(Callback):
         miou = result.get("miou", math.nan)
         score = f", val mIoU {miou:.4f}" if isinstance(miou, float) and math.isfinite(miou) else ""
         self._say(f"trial {trial.trial_id}: epoch {result.get('epoch')}/{self.epochs}{score}")
+
+    def _cohort_result(self, trial, result: dict) -> None:
+        scores = []
+        for unit_id, config, part in units(trial.trial_id, trial.config, result):
+            if part is None:
+                continue
+            if part.get("status") == FAILED:
+                self._say(f"trial {unit_id} ({describe(config, self.shown)}) failed at epoch {part.get('epoch')}: "
+                          f"{part.get('error')}; the rest of its cohort goes on")
+                continue
+            miou = part.get("miou", math.nan)
+            scores.append(f"{miou:.4f}" if isinstance(miou, float) and math.isfinite(miou) else "-")
+        if scores:
+            self._say(f"trial {trial.trial_id}: epoch {result.get('epoch')}/{self.epochs}, val mIoU "
+                      + " / ".join(scores))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = self._last.get(trial.trial_id, {})

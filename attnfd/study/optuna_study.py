@@ -35,7 +35,7 @@ from ray.tune import Callback
 
 from attnfd.config import ConfigError
 from attnfd.study import results as res
-from attnfd.study.trainable import CELL, COMPLETED, FAILED, OBJECTIVE, RUNNING, STOPPED
+from attnfd.study.trainable import CELL, COMPLETED, FAILED, OBJECTIVE, RUNNING, STOPPED, units
 
 JOURNAL_FILE = "optuna.journal"
 NO_STORAGE = "none"
@@ -184,36 +184,45 @@ class GridRecorder(Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         study = self.study
-        if trial.trial_id in self._trials:
-            return  # a resumed trial keeps its Optuna trial
-        cell = trial.config.get(CELL, {})
-        study.enqueue_trial({k: _choice(cell.get(k)) for k in self.distributions}, skip_if_exists=False)
-        ot_trial = study.ask(fixed_distributions=self.distributions)
-        self._trials[trial.trial_id] = ot_trial._trial_id
-        mark(self.storage, ot_trial._trial_id, **{TUNE_TRIAL_ID: trial.trial_id, SEED: trial.config.get("seed"),
-                                                  STATUS: RUNNING})
+        for unit_id, config, _ in units(trial.trial_id, trial.config):
+            if unit_id in self._trials:
+                continue  # a resumed trial keeps its Optuna trial
+            cell = config.get(CELL, {})
+            study.enqueue_trial({k: _choice(cell.get(k)) for k in self.distributions}, skip_if_exists=False)
+            ot_trial = study.ask(fixed_distributions=self.distributions)
+            self._trials[unit_id] = ot_trial._trial_id
+            mark(self.storage, ot_trial._trial_id, **{TUNE_TRIAL_ID: unit_id, SEED: config.get("seed"),
+                                                      STATUS: RUNNING})
 
-    def _running(self, trial) -> int | None:
-        number = self._trials.get(trial.trial_id)
+    def _running(self, unit_id: str) -> int | None:
+        number = self._trials.get(unit_id)
         if number is None or self.storage.get_trial(number).state != TrialState.RUNNING:
             return None
         return number
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        number = self._running(trial)
-        if number is None:
-            return
-        self.storage.set_trial_intermediate_value(number, int(result["training_iteration"]), float(result[OBJECTIVE]))
-        mark(self.storage, number, **{STATUS: result.get("status")})
+        for unit_id, _, part in units(trial.trial_id, trial.config, result):
+            number = self._running(unit_id)
+            if number is None or part is None:
+                continue
+            self.storage.set_trial_intermediate_value(number, int(part["training_iteration"]), float(part[OBJECTIVE]))
+            mark(self.storage, number, **{STATUS: part.get("status")})
+            if part.get("status") == FAILED:  # a cohort's cell that diverged: the others go on
+                self._tell(number, part, errored=False)
 
-    def _end(self, trial, errored: bool) -> None:
-        number = self._running(trial)
-        if number is None:
-            return
-        result = trial.last_result or {}
+    def _tell(self, number: int, result: dict, errored: bool) -> None:
         state, value = final_state(result, errored)
         mark(self.storage, number, **{STATUS: end_status(state)})
         self.study.tell(self.storage.get_trial(number).number, value, state=state)
+
+    def _end(self, trial, errored: bool) -> None:
+        last = {}
+        for unit_id, _, part in units(trial.trial_id, trial.config, trial.last_result or {}):
+            last[unit_id] = part or {}
+        for unit_id, result in last.items():
+            number = self._running(unit_id)
+            if number is not None:
+                self._tell(number, result, errored)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._end(trial, errored=False)

@@ -19,10 +19,11 @@ import pyarrow.parquet as pq
 from ray.tune import Callback
 
 from attnfd.config import ConfigError, TrainConfig
-from attnfd.study.trainable import COMPLETED, FAILED, RUNNING, STOPPED, trial_values
+from attnfd.study.trainable import COHORT, COMPLETED, FAILED, RUNNING, STOPPED, trial_values, units
 
 # what a trial's report carries that belongs in an epoch row (besides loss_* parts)
-METRIC_KEYS = ("epoch", "miou", "pixel_acc", "per_class_iou", "loss", "lr", "alpha", "seconds", "params_m",
+METRIC_KEYS = ("epoch", "miou", "pixel_acc", "per_class_iou", "loss", "lr", "alpha", "seconds", "shared_seconds",
+               "params_m",
                "status", "error", "node_id", "time")
 
 
@@ -145,38 +146,47 @@ class ResultsWriter(Callback):
             self._rows[trial_id] = {int(r["epoch"]): r for r in read_rows(self.storage, self._file(trial_id))}
         return self._rows[trial_id]
 
-    def _save(self, trial) -> None:
-        rows = self._trial_rows(trial.trial_id)
-        write_table(self.storage, self._file(trial.trial_id), [rows[e] for e in sorted(rows)])
+    def _save(self, trial_id: str) -> None:
+        rows = self._trial_rows(trial_id)
+        write_table(self.storage, self._file(trial_id), [rows[e] for e in sorted(rows)])
+
+    def _row_start(self, trial, trial_id: str) -> dict:
+        """What every row of a cell's trial starts with; a cohort's cells also name their ``cohort``."""
+        row = {"study": self.name, "protocol": self.protocol, "phase": self.phase, "trial_id": trial_id}
+        if COHORT in trial.config:
+            row["cohort"] = trial.trial_id
+        return row
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        row = {"study": self.name, "protocol": self.protocol, "phase": self.phase, "trial_id": trial.trial_id,
-               "node": result.get("node_ip"), "pid": result.get("pid")}
-        row.update({k: v for k, v in result.items() if k in METRIC_KEYS or k.startswith("loss_")})
-        for key in ("miou", "pixel_acc"):
-            row[key] = float(row.get(key, math.nan))
-        row.setdefault("error", None)
-        row.update(flat_config(trial.config))
-        self._trial_rows(trial.trial_id)[int(row["epoch"])] = row
-        self._save(trial)
+        for trial_id, config, part in units(trial.trial_id, trial.config, result):
+            if part is None:  # a cohort's cell that left at an earlier epoch
+                continue
+            row = {**self._row_start(trial, trial_id), "node": part.get("node_ip"), "pid": part.get("pid")}
+            row.update({k: v for k, v in part.items() if k in METRIC_KEYS or k.startswith("loss_")})
+            for key in ("miou", "pixel_acc"):
+                row[key] = float(row.get(key, math.nan))
+            row.setdefault("error", None)
+            row.update(flat_config(config))
+            self._trial_rows(trial_id)[int(row["epoch"])] = row
+            self._save(trial_id)
 
     def _close(self, trial, status: str | None, error: str | None = None) -> None:
-        rows = self._trial_rows(trial.trial_id)
-        if not rows:
-            # a trial that failed before its first epoch still gets a row with its error
-            rows[0] = {"study": self.name, "protocol": self.protocol, "phase": self.phase, "trial_id": trial.trial_id,
-                       "node": None,
-                       "status": status, "error": error, "epoch": 0, "miou": math.nan, "pixel_acc": math.nan,
-                       **flat_config(trial.config)}
-        last = rows[max(rows)]
-        if last.get("status") == FAILED:
-            return self._save(trial)
-        if status is None:
-            status = COMPLETED if last.get("status") == COMPLETED else STOPPED
-        last["status"] = status
-        if error:
-            last["error"] = error
-        self._save(trial)
+        for trial_id, config, _ in units(trial.trial_id, trial.config):
+            rows = self._trial_rows(trial_id)
+            if not rows:
+                # a trial that failed before its first epoch still gets a row with its error
+                rows[0] = {**self._row_start(trial, trial_id), "node": None, "status": status, "error": error,
+                           "epoch": 0, "miou": math.nan, "pixel_acc": math.nan, **flat_config(config)}
+            last = rows[max(rows)]
+            finished = last.get("status") == COMPLETED and COHORT in trial.config
+            if last.get("status") == FAILED or finished:
+                # a cell that diverged keeps its error; a cohort's cell that had completed stays so
+                self._save(trial_id)
+                continue
+            last["status"] = status or (COMPLETED if last.get("status") == COMPLETED else STOPPED)
+            if error:
+                last["error"] = error
+            self._save(trial_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._close(trial, None)

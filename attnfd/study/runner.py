@@ -25,7 +25,7 @@ from attnfd.config import ConfigError, TrainConfig
 from attnfd.names import CONFIRM, GRID, RESUME_AUTO, SEARCH
 from attnfd.study import results as res
 from attnfd.study.space import SearchSpace
-from attnfd.study.trainable import CELL, OBJECTIVE, teacher_key, train_trial, trial_values
+from attnfd.study.trainable import CELL, COHORT, OBJECTIVE, teacher_key, train_trial, trial_values
 
 # Ray rewrites 127.0.0.1/localhost to the machine's outward address; another loopback
 # address keeps a local instance on loopback
@@ -69,6 +69,8 @@ class StudySpec:
     # experiment trackers every trial reports to (attnfd.study.trackers), and MLflow's tracking URI
     trackers: tuple[str, ...] = ()
     mlflow_uri: str | None = None
+    # a grid phase's cells of one seed per trial (attnfd.study.cohorts): "auto", or a number (1: a trial per cell)
+    cohort: int | str = 1
 
     @property
     def stage(self) -> str:
@@ -121,6 +123,8 @@ def validate(spec: StudySpec) -> list[TrainConfig]:
     check_trackers(spec.trackers)
     if spec.mlflow_uri and "mlflow" not in spec.trackers:
         raise ConfigError("--mlflow-uri is for --tracker mlflow")
+    if spec.cohort != "auto" and not (isinstance(spec.cohort, int) and spec.cohort >= 1):
+        raise ConfigError(f"--cohort must be auto or a number of cells >= 1, got {spec.cohort!r}")
     if spec.confirm < 0 or spec.confirm_seeds < 1:
         raise ConfigError(f"--confirm must be >= 0 and --confirm-seeds >= 1, got {spec.confirm} and {spec.confirm_seeds}")
     if not (spec.cpus_per_trial > 0 and spec.gpus_per_trial >= 0):  # NaN fails both
@@ -236,12 +240,23 @@ def total_trials(spec: StudySpec) -> int:
     return len(spec.cells) * len(spec.seeds)
 
 
-def _console(spec: StudySpec):
+def _console(spec: StudySpec, trials: int | None = None):
     from attnfd.study.console import TrialEvents
 
     epochs = TrainConfig.from_dict(trial_values(trial_configs(spec)[0])).epochs
     shown = [] if spec.verbose < 0 else spec.searched
-    return TrialEvents(total_trials(spec), epochs, shown, events=spec.verbose >= 0)
+    return TrialEvents(trials or total_trials(spec), epochs, shown, events=spec.verbose >= 0)
+
+
+def grid_cohorts(spec: StudySpec) -> list[list[dict]] | None:
+    """A grid phase's cohorts (lists of cells), or None where every cell runs alone."""
+    from attnfd.study.cohorts import AUTO, auto_size, pack
+
+    size = auto_size(spec, spec.cells) if spec.cohort == AUTO else spec.cohort
+    if size <= 1:
+        return None
+    cohorts = pack(spec.trial_base, spec.cells, spec.seeds, size)
+    return cohorts if any(len(c) > 1 for c in cohorts) else None
 
 
 def trial_dirname(trial) -> str:
@@ -270,6 +285,7 @@ def _tuner(spec: StudySpec, trainable):
         # experimental are for people tuning Optuna, not for the study's console
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    cohorts = None if spec.search else grid_cohorts(spec)
     writer = res.ResultsWriter(spec.storage, spec.name, spec.protocol, spec.stage)
     optuna_storage = open_storage(spec)
     storage_path = spec.storage if "://" in spec.storage else str(Path(spec.storage).expanduser().resolve())
@@ -280,7 +296,8 @@ def _tuner(spec: StudySpec, trainable):
         name=name, storage_path=storage_path, verbose=max(spec.verbose, 0),
         # Ray's own JSON/CSV logs stay; its TensorBoard logger comes only with --tracker
         # tensorboard (Tune's automatic loggers are off, see run_study)
-        callbacks=[writer, JsonLoggerCallback(), CSVLoggerCallback(), _console(spec),
+        callbacks=[writer, JsonLoggerCallback(), CSVLoggerCallback(),
+                   _console(spec, len(cohorts) * len(spec.seeds) if cohorts else None),
                    *_optuna_callbacks(spec, optuna_storage), *tracker_callbacks(spec)],
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -309,7 +326,8 @@ def _tuner(spec: StudySpec, trainable):
                                       max_concurrent_trials=spec.max_concurrent,
                                       reuse_actors=True, trial_dirname_creator=trial_dirname)
     else:
-        param_space = {**spec.trial_base, CELL: tune.grid_search(spec.cells), "seed": tune.grid_search(spec.seeds)}
+        cells = {COHORT: tune.grid_search(cohorts)} if cohorts else {CELL: tune.grid_search(spec.cells)}
+        param_space = {**spec.trial_base, **cells, "seed": tune.grid_search(spec.seeds)}
         tune_config = tune.TuneConfig(metric=OBJECTIVE, mode="max", num_samples=1,
                                       max_concurrent_trials=spec.max_concurrent, reuse_actors=True,
                                       trial_dirname_creator=trial_dirname)

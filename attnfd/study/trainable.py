@@ -46,13 +46,37 @@ OBJECTIVE = "objective"
 _OBJECTIVE_FILE = "objective.json"
 # a grid protocol puts the values that make a table row under this key of the Tune config
 CELL = "cell"
+# a cohort trial's config lists its cells under this key, and its reports each cell's row
+# under MEMBERS (attnfd.study.cohorts)
+COHORT = "cohort"
+MEMBERS = "members"
+# what a member's row takes from Tune's report of the whole cohort
+_TRIAL_KEYS = ("node_ip", "pid", "training_iteration")
 
 
 def trial_values(config: dict) -> dict:
-    """A Tune trial's config as TrainConfig values: the grid cell's values merged in."""
-    values = {k: v for k, v in config.items() if k != CELL}
-    values.update(config.get(CELL) or {})
+    """A Tune trial's config as TrainConfig values: the grid cell's values merged in (a
+    cohort trial's: its first cell's, for what every cell shares)."""
+    values = {k: v for k, v in config.items() if k not in (CELL, COHORT)}
+    values.update(config.get(CELL) or (config.get(COHORT) or [{}])[0])
     return values
+
+
+def units(trial_id: str, config: dict, result: dict | None = None) -> list[tuple[str, dict, dict | None]]:
+    """What a Tune trial trains, one cell at a time: (the cell's trial id, its Tune config,
+    its part of ``result``). A plain trial is one cell; a cohort trial's cells are
+    ``<trial id>-<i>``, each with the config it would have as a trial of its own."""
+    if COHORT not in config:
+        return [(trial_id, config, result)]
+    base = {k: v for k, v in config.items() if k != COHORT}
+    rows = (result or {}).get(MEMBERS) or {}
+    out = []
+    for index, cell in enumerate(config[COHORT]):
+        row = rows.get(str(index))
+        if row is not None:
+            row = {**{k: result[k] for k in _TRIAL_KEYS if k in result}, **row}
+        out.append((f"{trial_id}-{index}", {**base, CELL: cell}, row))
+    return out
 
 
 def teacher_key(config: TrainConfig) -> str:
@@ -106,37 +130,55 @@ def _checkpoint_index(name: str) -> int | None:
     return int(tail) if head == "checkpoint" and tail.isdigit() else None
 
 
-def _restored(work: Path) -> tuple[str | None, float]:
-    """The checkpoint Tune hands back to a restarted trial, copied locally, and its objective.
-    If that (the newest) cannot be read, the newest older one that can; each one skipped is
-    named on stdout."""
+def _run_epoch(folder: Path) -> int:
+    """The epoch a run checkpoint folder was written after; raises if it cannot be read."""
+    return ckpt.load(folder / ckpt.STATE_FILE, needs=RESUME_KEYS)["epoch"]
+
+
+def _cohort_epoch(folder: Path) -> int:
+    """The epoch a cohort checkpoint folder was written after; raises if any student's state cannot be read."""
+    from attnfd.trainer import MEMBERS_FILE, member_folder
+
+    members_file = folder / MEMBERS_FILE
+    if not members_file.is_file():
+        raise FileNotFoundError(f"no {MEMBERS_FILE}")
+    members = json.loads(members_file.read_text())
+    epochs = [ckpt.load(member_folder(folder, i) / ckpt.STATE_FILE, needs=RESUME_KEYS)["epoch"]
+              for i, m in enumerate(members) if not m.get("error")]
+    return max(epochs, default=0)
+
+
+def _restored(work: Path, readable=_run_epoch) -> tuple[Path | None, object]:
+    """The checkpoint Tune hands back to a restarted trial, copied locally, and the objective
+    it kept (``objective.json``). If that (the newest) cannot be read (``readable`` raises),
+    the newest older one that can; each one skipped is named on stdout."""
     from ray import tune
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        return None, 0.0
+        return None, None
     candidates = _older_checkpoints(checkpoint)
     for index, candidate in enumerate(candidates):
         name = candidate.path.rstrip("/").rpartition("/")[2]
         folder = Path(candidate.to_directory(str(work / f"restored-{index}")))
         try:
-            epoch = ckpt.load(folder / ckpt.STATE_FILE, needs=RESUME_KEYS)["epoch"]
-        except (ckpt.CheckpointError, FileNotFoundError) as err:
+            epoch = readable(folder)
+        except (ckpt.CheckpointError, FileNotFoundError, ValueError) as err:
             print(f"attnfd: trial checkpoint {name} is unreadable ({err})", flush=True)
             continue
         if index:
             print(f"attnfd: resuming from {name} (epoch {epoch}), the newest readable checkpoint", flush=True)
         objective_file = folder / _OBJECTIVE_FILE
-        objective = json.loads(objective_file.read_text())[OBJECTIVE] if objective_file.is_file() else 0.0
-        return str(folder / ckpt.STATE_FILE), objective
+        objective = json.loads(objective_file.read_text())[OBJECTIVE] if objective_file.is_file() else None
+        return folder, objective
     print(f"attnfd: none of the trial's {len(candidates)} checkpoints is readable; it starts again from epoch 1",
           flush=True)
-    return None, 0.0
+    return None, None
 
 
 def train_trial(config: dict, teachers: dict[str, bytes] | None = None, verbose: bool = False) -> None:
     """One trial: ``fit`` with the trial's config (its ``threads`` included: the study sets them
-    from --cpus-per-trial, and the rows record them)."""
+    from --cpus-per-trial, and the rows record them), or a cohort's ``fit_cohort``."""
     import ray
     from ray import tune
 
@@ -145,6 +187,8 @@ def train_trial(config: dict, teachers: dict[str, bytes] | None = None, verbose:
         warnings.filterwarnings("ignore")
     # Ray logs every persisted checkpoint at INFO, one line per trial and epoch on the driver
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+    if COHORT in config:
+        return _train_cohort(config, teachers)
     train_config = TrainConfig.from_dict(trial_values(config))
     node_id = ray.get_runtime_context().get_node_id()
     # inside Tune the cwd is the trial's working folder in Ray's session folder, so what a killed
@@ -152,11 +196,11 @@ def train_trial(config: dict, teachers: dict[str, bytes] | None = None, verbose:
     in_tune_cwd = "TUNE_ORIG_WORKING_DIR" in os.environ
     with tempfile.TemporaryDirectory(prefix="attnfd-trial-", dir=os.getcwd() if in_tune_cwd else None) as tmp:
         work = Path(tmp)
-        resume, objective = _restored(work)
+        folder, objective = _restored(work)
         teacher = install_teacher(train_config, teachers) if train_config.distilling else None
-        train_config = dataclasses.replace(train_config, out_dir=str(work / "run"), resume=resume,
-                                           teacher_checkpoint=teacher)
-        state = {OBJECTIVE: objective, "epoch": 0}
+        train_config = dataclasses.replace(train_config, out_dir=str(work / "run"), teacher_checkpoint=teacher,
+                                           resume=str(folder / ckpt.STATE_FILE) if folder else None)
+        state = {OBJECTIVE: objective or 0.0, "epoch": 0}
 
         def report(row: dict, checkpoint_dir: str) -> None:
             if math.isfinite(row.get("miou", math.nan)):
@@ -176,4 +220,52 @@ def train_trial(config: dict, teachers: dict[str, bytes] | None = None, verbose:
         finally:
             if torch.cuda.is_available():
                 # with reused actors the next trial runs in this process
+                torch.cuda.empty_cache()
+
+
+def _train_cohort(config: dict, teachers: dict[str, bytes] | None) -> None:
+    """A cohort trial: its cells' students trained together (``fit_cohort``); each report
+    carries under MEMBERS, keyed by the cell's index, the row each cell would have reported as a
+    trial of its own (none for a cell that left earlier), and the best objective of them all for Tune."""
+    import ray
+    from ray import tune
+
+    from attnfd.trainer import fit_cohort
+
+    configs = [TrainConfig.from_dict(trial_values(c)) for _, c, _ in units("", config)]
+    node_id = ray.get_runtime_context().get_node_id()
+    in_tune_cwd = "TUNE_ORIG_WORKING_DIR" in os.environ
+    with tempfile.TemporaryDirectory(prefix="attnfd-cohort-", dir=os.getcwd() if in_tune_cwd else None) as tmp:
+        work = Path(tmp)
+        folder, objectives = _restored(work, _cohort_epoch)
+        objectives = list(objectives) if objectives else [0.0] * len(configs)
+        configs = [dataclasses.replace(c, teacher_checkpoint=install_teacher(c, teachers)) if c.distilling else c
+                   for c in configs]
+
+        def report(rows: list, checkpoint_dir: str) -> None:
+            # keyed by the cell's index: trackers log a nested dict's numbers (members/<i>/miou), not a list's
+            members = {}
+            for index, row in enumerate(rows):
+                if row is None:
+                    continue
+                if math.isfinite(row.get("miou", math.nan)):
+                    objectives[index] = row["miou"]
+                if "error" in row:
+                    member = {**row, OBJECTIVE: objectives[index], "final": False, "status": FAILED}
+                else:
+                    final = row["epoch"] == configs[index].epochs
+                    member = {**row, OBJECTIVE: objectives[index], "final": final,
+                              "status": COMPLETED if final else RUNNING}
+                members[str(index)] = {**member, "time": time.time(), "node_id": node_id}
+            (Path(checkpoint_dir) / _OBJECTIVE_FILE).write_text(json.dumps({OBJECTIVE: objectives}))
+            epoch = max(r["epoch"] for r in rows if r is not None)
+            final = all(m["final"] or m["status"] == FAILED for m in members.values())
+            tune.report({"epoch": epoch, OBJECTIVE: max(objectives), "final": final, "time": time.time(),
+                         "status": COMPLETED if final else RUNNING, "node_id": node_id, MEMBERS: members},
+                        checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+
+        try:
+            fit_cohort(configs, work / "run", report, resume=folder)
+        finally:
+            if torch.cuda.is_available():
                 torch.cuda.empty_cache()
