@@ -16,7 +16,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from attnfd.config import ConfigError
-from attnfd.data.folder import LabelFormatError, Sample, SplitIndex, read_image
+from attnfd.data.folder import read_image
+from attnfd.data.layout import LabelFormatError, Sample, SplitIndex
 
 SPLITS = ("train", "val")
 
