@@ -137,7 +137,9 @@ class TrainConfig:
     nesterov: bool = False
     weight_decay: float | None = None
     head_lr_mult: float | None = None
-    lr_schedule: str = "cosine"
+    # the data set's recipe: cosine (the AttnFD paper) for voc, cityscapes and shapes, poly for the
+    # recipes of the other literature
+    lr_schedule: str | None = None
     eval_every: int = 1
     seed: int = 0
     teacher_seed: int = 0

@@ -95,7 +95,7 @@ SPEC = DatasetSpec(
     preset={
         "image_size": (512, 1024), "output_stride": 16, "head_channels": 256, "aspp_rates": (6, 12, 18),
         "epochs": 50, "teacher_backbone": "resnet101", "teacher_epochs": 50, "batch_size": 4, "lr": 0.01,
-        "weight_decay": 5e-4, "alpha": 10.0, "workers": 4, "head_lr_mult": 10.0,
+        "weight_decay": 5e-4, "alpha": 10.0, "workers": 4, "head_lr_mult": 10.0, "lr_schedule": "cosine",
     },
     recipe_source="AttnFD paper, section 4.2; weight decay from the official code",
     how_to_get="Cityscapes needs an account on its website",

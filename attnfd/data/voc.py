@@ -207,7 +207,7 @@ SPEC = DatasetSpec(
     preset={
         "image_size": 513, "output_stride": 16, "head_channels": 256, "aspp_rates": (6, 12, 18), "epochs": 120,
         "teacher_backbone": "resnet101", "teacher_epochs": 120, "batch_size": 6, "lr": 0.007, "weight_decay": 5e-4,
-        "alpha": 1.0, "workers": 4, "head_lr_mult": 10.0,
+        "alpha": 1.0, "workers": 4, "head_lr_mult": 10.0, "lr_schedule": "cosine",
     },
     recipe_source="AttnFD paper, section 4.2; weight decay from the official code",
 )
