@@ -56,12 +56,13 @@ def check_data(config) -> None:
     """The cheap part of ``attnfd data check`` (folders, split files, pairs, counts), so a wrong
     data root fails in seconds with the path in the message. A count other than the official
     release's is a warning: a subset may be on purpose."""
-    from attnfd.data.check import quick_check
+    from attnfd.data.check import TRAINING_SPLITS, quick_check
 
     layout = dataset_spec(config.dataset).layout
     if layout is None:
         return
-    report = quick_check(layout, resolve_data_root(config.dataset, config.data_root), partial=True)
+    report = quick_check(layout, resolve_data_root(config.dataset, config.data_root), partial=True,
+                         splits=TRAINING_SPLITS)
     if not report.ok:
         raise ConfigError(report.one_line())
     for message in report.warnings:

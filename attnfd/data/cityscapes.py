@@ -49,6 +49,7 @@ class CityscapesLayout:
     name = "cityscapes"
     classes = CLASSES
     palette = PALETTE
+    splits = ("train", "val")
     expected_counts = EXPECTED_COUNTS
     label_values = "label ids 0-33"
 

@@ -79,6 +79,7 @@ class VOCLayout:
     name = "voc"
     classes = CLASSES
     palette = PALETTE
+    splits = ("train", "val")
     expected_counts = EXPECTED_COUNTS
     label_values = "0-20, or 255 for ignore"
 
