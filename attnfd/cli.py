@@ -15,14 +15,14 @@ import math
 import sys
 from pathlib import Path
 
-from attnfd.arguments import OneLineParser, fail, field_type, integer
-from attnfd.config import ConfigError, TrainConfig, spoken_list
+from attnfd.arguments import OneLineParser, fail, field_type, integer, spoken_list
+from attnfd.config import ConfigError, TrainConfig
 from attnfd.data.registry import DATASETS, file_dataset_names
 from attnfd.paths import MODEL_FILE, STATE_FILE, checkpoint_files, folder_problem
 
 HELP = {
     "role": "teacher or student",
-    "dataset": f"shapes (built in) or a data set on disk: {spoken_list(file_dataset_names())}",
+    "dataset": f"shapes (built in) or a data set on disk: {spoken_list(file_dataset_names(), 'or')}",
     "backbone": "resnet18, resnet34, resnet50, resnet101 or mobilenet_v2 (default: resnet101 teacher, resnet18 student)",
     "distill": "distillation method(s), e.g. attnfd or attnfd:1,kd:0.5; none trains the student alone",
     "distill_options": "per-method options, e.g. kd.temperature=4,cirkd.memory_pixel=0.05 (see README)",

@@ -30,12 +30,6 @@ class ConfigError(ValueError):
     """A config value that cannot work; the message is one line naming the field."""
 
 
-def spoken_list(names) -> str:
-    """"a", "a and b", "a, b and c"."""
-    names = list(names)
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -283,8 +277,8 @@ class TrainConfig:
         from attnfd.data.registry import dataset_spec, file_dataset_names
 
         check(dataset_spec(self.dataset).reads_files or self.data_root is None,
-              f"data_root applies to {spoken_list(file_dataset_names())}; {self.dataset} is generated and reads no files "
-              f"(got {self.data_root})")
+              f"data_root applies to the data sets on disk ({', '.join(file_dataset_names())}); {self.dataset} is "
+              f"generated and reads no files (got {self.data_root})")
         check(self.out_dir is None or self.out_dir.strip() != "", "out_dir is empty; give a folder")
         check(self.alpha_schedule in ALPHA_SCHEDULES, f"alpha_schedule must be one of {', '.join(ALPHA_SCHEDULES)}, got {self.alpha_schedule!r}")
         check(0 <= self.alpha_decay_start < 1, f"alpha_decay_start must be in [0, 1), got {self.alpha_decay_start}")
