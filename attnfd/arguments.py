@@ -17,6 +17,12 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
 
+def spoken_list(names, conjunction: str = "and") -> str:
+    """"a", "a and b", "a, b and c" (or "a, b or c"): names in a help text or a message."""
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {conjunction} {names[-1]}"
+
+
 def fail(message: str, prog: str = "attnfd", status: int = 2) -> typing.NoReturn:
     """Bad input ends a command with one line on stderr."""
     print(f"{prog}: error: {message}", file=sys.stderr)

@@ -15,13 +15,14 @@ import math
 import sys
 from pathlib import Path
 
-from attnfd.arguments import OneLineParser, fail, field_type, integer
+from attnfd.arguments import OneLineParser, fail, field_type, integer, spoken_list
 from attnfd.config import ConfigError, TrainConfig
+from attnfd.data.registry import DATASETS, file_dataset_names
 from attnfd.paths import MODEL_FILE, STATE_FILE, checkpoint_files, folder_problem
 
 HELP = {
     "role": "teacher or student",
-    "dataset": "shapes (built in), voc or cityscapes",
+    "dataset": f"shapes (built in) or a data set on disk: {spoken_list(file_dataset_names(), 'or')}",
     "backbone": "resnet18, resnet34, resnet50, resnet101 or mobilenet_v2 (default: resnet101 teacher, resnet18 student)",
     "distill": "distillation method(s), e.g. attnfd or attnfd:1,kd:0.5; none trains the student alone",
     "distill_options": "per-method options, e.g. kd.temperature=4,cirkd.memory_pixel=0.05 (see README)",
@@ -51,7 +52,7 @@ HELP = {
     "cache_dir": "where teachers are cached (default: $ATTNFD_CACHE or ~/.cache/attnfd)",
     "threads": "torch threads (default: torch's, one per core). A study trial runs with --cpus-per-trial threads "
                "(1): the same config, seed and threads give the trial's numbers exactly",
-    "data_root": "folder of a voc or cityscapes copy (default: $ATTNFD_DATA/<dataset>); see attnfd data check",
+    "data_root": "folder of a data set on disk (default: $ATTNFD_DATA/<dataset>); see attnfd data check",
 }
 
 
@@ -174,14 +175,14 @@ def load_model_first(files: list[Path], device, load_model):
 
 def _data_parser(sub) -> None:
     data = sub.add_parser("data", help="check (or download) an on-disk data set",
-                          description="Work with the on-disk data sets (voc, cityscapes).")
+                          description=f"Work with the on-disk data sets ({', '.join(file_dataset_names())}).")
     actions = data.add_subparsers(dest="action", required=True)
     check = actions.add_parser(
         "check", help="walk a data set and report what would break a training run",
         description="Counts per split against the official release, pairs with a missing file, unreadable "
                     "files, labels that are not class indices or hold values outside the classes, image/label "
                     "size mismatches. Exit status 1 when something is wrong.")
-    check.add_argument("--dataset", required=True, choices=("voc", "cityscapes"))
+    check.add_argument("--dataset", required=True, choices=file_dataset_names())
     check.add_argument("--root", "--data-root", dest="root", default=None,
                        help="the data set's folder (default: $ATTNFD_DATA/<dataset>)")
     check.add_argument("--quick", action="store_true",
@@ -189,23 +190,27 @@ def _data_parser(sub) -> None:
     check.add_argument("--partial", action="store_true", help="a count other than the official release's is fine")
     check.add_argument("--workers", type=integer, default=None, help="threads reading files (default: cores, at most 8)")
     check.add_argument("--download", action="store_true",
-                       help="voc only: first fetch VOC 2012 trainval and SBD into --root with torchvision")
+                       help=f"first fetch the release into --root from its public URLs "
+                            f"({spoken_list(_downloadable())}; README, \"Real data\", says what each fetches)")
+
+
+def _downloadable() -> list[str]:
+    return [name for name, spec in DATASETS.items() if spec.download is not None]
 
 
 def _data(args: argparse.Namespace) -> None:
-    from attnfd.data import FILE_DATASETS, resolve_data_root
+    from attnfd.data import resolve_data_root
     from attnfd.data.check import full_check, quick_check
 
     if args.workers is not None and args.workers < 1:
         fail(f"--workers must be >= 1, got {args.workers}")
+    spec = DATASETS[args.dataset]
     root = resolve_data_root(args.dataset, args.root)
     if args.download:
-        if args.dataset != "voc":
-            fail("only voc can be downloaded; Cityscapes needs an account on its website")
-        from attnfd.data.voc import download
-
-        download(root)
-    layout = FILE_DATASETS[args.dataset]
+        if spec.download is None:
+            fail(f"only {spoken_list(_downloadable())} can be downloaded; {spec.how_to_get}")
+        spec.download(root)
+    layout = spec.layout
     if args.quick:
         report = quick_check(layout, root, partial=args.partial)
     else:
@@ -224,7 +229,8 @@ def _convert_parser(sub) -> None:
     conv.add_argument("path", help="the checkpoint (.pth / .pth.tar, {'state_dict': ...} or a bare state dict)")
     conv.add_argument("--from", dest="layout", required=True, choices=("official",), help="the key layout")
     conv.add_argument("--out", default=None, help="output model.pt or folder (default: beside PATH, <name>.model.pt)")
-    conv.add_argument("--dataset", default=None, help="voc or cityscapes (default: from the number of classes)")
+    conv.add_argument("--dataset", default=None, help="the data set, e.g. voc or cityscapes (default: the one with the "
+                                                      "checkpoint's number of classes)")
     conv.add_argument("--output-stride", type=int, default=16, choices=(8, 16))
     conv.add_argument("--role", default="teacher", choices=("teacher", "student"))
 

@@ -1,8 +1,9 @@
 """The training config: plain values only, so a study can search any of them.
 
-Fields left at ``None`` take the data set's recipe from ``PRESETS`` (the paper's for VOC and
-Cityscapes, a short CPU recipe for ``shapes``). ``TrainConfig.from_dict`` rejects unknown
-keys and bad values with one line that names the field.
+Fields left at ``None`` take the data set's recipe: the ``preset`` of its entry in
+``attnfd.data.registry`` (the paper's for VOC and Cityscapes, a short CPU recipe for
+``shapes``). ``TrainConfig.from_dict`` rejects unknown keys and bad values with one line that
+names the field.
 
 ``recipe`` names a bundle of plain field values (``RECIPES``): ``paper`` (the default, no
 change) or ``official``, the choices of the official AttnFD code (AmirMansurian/AttnFD). The
@@ -94,31 +95,6 @@ RECIPE_PRESETS: dict[str, dict[str, Any]] = {
     "official": {"alpha": 2.0},  # train_kd.py --attn_lambda 2 (README)
 }
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # the embedded benchmark on 2 CPU cores (README, "The embedded benchmark"): each epoch is
-    # 2048 new scenes; a student trains for 2 epochs (~45 s alone, ~80 s distilled from the
-    # ResNet-101), the teacher for 5 (~7 min), once, then cached. The gap between them is
-    # budget as much as capacity: from scratch, per image seen, the ResNet-101 learnt this
-    # task no faster than the ResNet-18. The head learns at the backbone's rate: the paper's
-    # 10x suits a pretrained backbone; from scratch it sent the models to background only
-    "shapes": dict(
-        image_size=48, train_size=2048, val_size=256, output_stride=16, head_channels=64,
-        aspp_rates=(1, 2, 3), epochs=2, teacher_backbone="resnet50", teacher_epochs=8, batch_size=16, lr=0.1,
-        weight_decay=1e-4, alpha=1.0, workers=0, head_lr_mult=1.0,
-    ),
-    # the paper's recipes (section 4.2) and the official code's weight decay
-    "voc": dict(
-        image_size=513, output_stride=16, head_channels=256, aspp_rates=(6, 12, 18), epochs=120,
-        teacher_backbone="resnet101", teacher_epochs=120, batch_size=6, lr=0.007, weight_decay=5e-4, alpha=1.0, workers=4,
-        head_lr_mult=10.0,
-    ),
-    "cityscapes": dict(
-        image_size=(512, 1024), output_stride=16, head_channels=256, aspp_rates=(6, 12, 18),
-        epochs=50, teacher_backbone="resnet101", teacher_epochs=50, batch_size=4, lr=0.01, weight_decay=5e-4, alpha=10.0, workers=4,
-        head_lr_mult=10.0,
-    ),
-}
-
 
 @dataclass
 class TrainConfig:
@@ -155,7 +131,9 @@ class TrainConfig:
     nesterov: bool = False
     weight_decay: float | None = None
     head_lr_mult: float | None = None
-    lr_schedule: str = "cosine"
+    # the data set's recipe: cosine (the AttnFD paper) for voc, cityscapes and shapes, poly for the
+    # recipes of the other literature
+    lr_schedule: str | None = None
     eval_every: int = 1
     seed: int = 0
     teacher_seed: int = 0
@@ -212,9 +190,9 @@ class TrainConfig:
 
     @property
     def num_classes(self) -> int:
-        from attnfd.data import dataset_num_classes
+        from attnfd.data.registry import dataset_spec
 
-        return dataset_num_classes(self.dataset)
+        return dataset_spec(self.dataset).num_classes
 
     @property
     def distilling(self) -> bool:
@@ -222,8 +200,10 @@ class TrainConfig:
 
     def resolved(self) -> TrainConfig:
         """Fill the data set's recipe into unset fields, normalise types, and validate."""
-        if self.dataset not in PRESETS:
-            raise ConfigError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(PRESETS)}")
+        # imported here: the data modules import this one for ConfigError
+        from attnfd.data.registry import dataset_spec
+
+        preset = dataset_spec(self.dataset).preset
         if self.recipe not in RECIPES:
             raise ConfigError(f"recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
         c = dataclasses.replace(self)
@@ -234,7 +214,7 @@ class TrainConfig:
             for key, value in bundle.items():
                 setattr(c, key, value)
         alpha_unset = c.alpha is None
-        for key, value in {**PRESETS[c.dataset], **RECIPE_PRESETS.get(c.recipe, {})}.items():
+        for key, value in {**preset, **RECIPE_PRESETS.get(c.recipe, {})}.items():
             if getattr(c, key) is None:
                 setattr(c, key, value)
         if c.backbone is None:
@@ -293,9 +273,12 @@ class TrainConfig:
               f"image_size must be a size >= 8 or HxW, got {self.image_size!r}")
         check(len(self.aspp_rates) > 0 and all(r >= 1 for r in self.aspp_rates),
               f"aspp_rates must be dilation rates >= 1, got {','.join(map(str, self.aspp_rates))}")
-        # the built-in data set is generated: a data root would be silently ignored
-        check(self.dataset != "shapes" or self.data_root is None,
-              f"data_root applies to voc and cityscapes; shapes is generated and reads no files (got {self.data_root})")
+        # a generated data set reads no files: a data root would be silently ignored
+        from attnfd.data.registry import dataset_spec, file_dataset_names
+
+        check(dataset_spec(self.dataset).reads_files or self.data_root is None,
+              f"data_root applies to the data sets on disk ({', '.join(file_dataset_names())}); {self.dataset} is "
+              f"generated and reads no files (got {self.data_root})")
         check(self.out_dir is None or self.out_dir.strip() != "", "out_dir is empty; give a folder")
         check(self.alpha_schedule in ALPHA_SCHEDULES, f"alpha_schedule must be one of {', '.join(ALPHA_SCHEDULES)}, got {self.alpha_schedule!r}")
         check(0 <= self.alpha_decay_start < 1, f"alpha_decay_start must be in [0, 1), got {self.alpha_decay_start}")

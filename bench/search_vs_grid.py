@@ -9,7 +9,7 @@ spends. Trials are taken in the order they ran, as the analysis's
 "best so far" figure takes them. One seed per config: differences below the seed noise of
 this small recipe are noise, and the grid's best is partly luck too.
 
-The recipe is the embedded benchmark's (``PRESETS["shapes"]``: its data, model pair, budget
+The recipe is the embedded benchmark's (``shapes``' preset: its data, model pair, budget
 and cached teacher). A trial takes about a minute on one core, so the default grid is about
 45 minutes on 2 cores; ``--alphas 0.5,2`` (56 trials) about half an hour.
 

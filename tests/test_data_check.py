@@ -166,7 +166,7 @@ def test_bad_usage_exits_2(tmp_path, monkeypatch):
     status, out = run_check("--dataset", "voc")
     assert status == 2 and "attnfd: error: no data root for voc" in out
     status, out = run_check("--dataset", "cityscapes", "--root", str(tmp_path), "--download")
-    assert status == 2 and "only voc can be downloaded" in out
+    assert status == 2 and "Cityscapes needs an account on its website" in out and "only voc, " in out
 
 
 def test_download_fetches_voc_and_sbd_into_the_root(tmp_path, monkeypatch):

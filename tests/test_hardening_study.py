@@ -43,7 +43,8 @@ def refused(capsys, main, args, *parts, name: str = "bad") -> None:
     (ablation_main, ["--protocol", "alpha", "--layer-subsets", ";"], ["--layer-subsets", "names no layer subset"]),
     (ablation_main, ["--protocol", "methods", "--methods", ","], ["--methods", "names no method"]),
     # item 12: shapes reads no files
-    (search_main, ["--data-root", "/nonexistent"], ["data_root applies to voc and cityscapes"]),
+    (search_main, ["--data-root", "/nonexistent"],
+     ["data_root applies to the data sets on disk (voc, cityscapes", "shapes is generated"]),
     (search_main, ["--cpus-per-trial", "nan"], ["--cpus-per-trial", "finite number"]),
     (search_main, ["--cpus-per-trial", "0"], ["--cpus-per-trial must be > 0"]),
     (search_main, ["--max-concurrent", "0"], ["--max-concurrent must be >= 1"]),

@@ -40,7 +40,8 @@ def run_main(argv, capsys) -> tuple[int, str, str]:
     (["--amp", "maybe"], ["--amp", "true or false", "'maybe'"]),
     (["--epochs", "abc"], ["--epochs", "an integer", "'abc'"]),
     # item 12: shapes is generated; a data root would be ignored
-    (["--data-root", "/nonexistent"], ["data_root applies to voc and cityscapes", "/nonexistent"]),
+    (["--data-root", "/nonexistent"],
+     ["data_root applies to the data sets on disk (voc, cityscapes", "shapes is generated", "/nonexistent"]),
     (["--out-dir", ""], ["out_dir is empty"]),
     (["--workers", "-1"], ["workers must be >= 0"]),
     (["--train-size", "0"], ["train_size must be >= 1"]),

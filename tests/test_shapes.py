@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from attnfd.data.shapes import CLASSES, ShapesDataset
+from attnfd.data.shapes import CLASSES
+from attnfd.data.shapes_dataset import ShapesDataset
 
 
 def test_shapes_is_deterministic_by_seed_and_split():

@@ -8,6 +8,7 @@ class-index maps, label values outside the data set's range, image/label size mi
 from __future__ import annotations
 
 import os
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +17,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from attnfd.config import ConfigError
-from attnfd.data.folder import LabelFormatError, Sample, SplitIndex, read_image
+from attnfd.data.folder import read_image
+from attnfd.data.layout import LabelFormatError, Sample, SplitIndex
 
-SPLITS = ("train", "val")
+# the splits a training run reads (a release may have more, e.g. CamVid's test)
+TRAINING_SPLITS = ("train", "val")
 
 
 @dataclass
@@ -65,13 +68,15 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def quick_check(layout, root: str | Path, partial: bool = False) -> CheckReport:
-    """Folders, split files, pairs with a missing half, counts against the official release.
+def quick_check(layout, root: str | Path, partial: bool = False,
+                splits: tuple[str, ...] | None = None) -> CheckReport:
+    """Folders, split files, pairs with a missing half, counts against the official release,
+    for ``splits`` (default: every split of the release).
 
     With ``partial`` a count other than the official one is a warning, not a problem.
     """
     report = CheckReport(layout.name, Path(root))
-    for split in SPLITS:
+    for split in splits or layout.splits:
         try:
             index = layout.index(Path(root), split)
         except ConfigError as err:
@@ -95,11 +100,12 @@ def quick_check(layout, root: str | Path, partial: bool = False) -> CheckReport:
                 report.warnings.append(message)
             else:
                 report.add("count", message + " (use --partial if this is on purpose)")
-    if len(report.indexes) == len(SPLITS):
-        train_ids = {s.id for s in report.indexes["train"].samples}
-        shared = sorted(train_ids & {s.id for s in report.indexes["val"].samples})
-        for sample_id in shared:
-            report.add("train/val overlap", f"{sample_id} is in both train and val")
+    found = list(report.indexes)
+    for i, first in enumerate(found):
+        ids = {s.id for s in report.indexes[first].samples}
+        for second in found[i + 1:]:
+            for sample_id in sorted(ids & {s.id for s in report.indexes[second].samples}):
+                report.add(f"{first}/{second} overlap", f"{sample_id} is in both {first} and {second}")
     return report
 
 
@@ -108,8 +114,9 @@ def _first_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
-def inspect_sample(layout, sample: Sample) -> list[tuple[str, str]]:
-    """Read one pair the way training reads it; (kind, detail) for each thing wrong."""
+def inspect_sample(layout, sample: Sample) -> tuple[list[tuple[str, str]], tuple[int, int] | None]:
+    """Read one pair the way training reads it: (kind, detail) for each thing wrong, and the
+    image's height and width (None if it does not decode)."""
     problems: list[tuple[str, str]] = []
     image_hw = raw = None
     try:
@@ -130,7 +137,7 @@ def inspect_sample(layout, sample: Sample) -> list[tuple[str, str]]:
         if image_hw is not None and tuple(raw.shape) != image_hw:
             sizes = f"image {image_hw[0]}x{image_hw[1]}, label {raw.shape[0]}x{raw.shape[1]}"
             problems.append(("size mismatch", f"{sample.id}: {sizes}"))
-    return problems
+    return problems, image_hw
 
 
 def full_check(layout, root: str | Path, partial: bool = False, workers: int | None = None) -> CheckReport:
@@ -138,11 +145,19 @@ def full_check(layout, root: str | Path, partial: bool = False, workers: int | N
     report = quick_check(layout, root, partial)
     samples = [s for index in report.indexes.values() for s in index.samples]
     workers = workers or min(8, os.cpu_count() or 1)
+    sizes: Counter = Counter()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(lambda s: inspect_sample(layout, s), samples)
-        for problems in tqdm(results, total=len(samples), desc="reading", disable=None):
+        for problems, image_hw in tqdm(results, total=len(samples), desc="reading", disable=None):
             for kind, detail in problems:
                 report.add(kind, detail)
+            if image_hw is not None:
+                sizes[image_hw] += 1
     if samples:
         report.summary.append(f"read {len(samples)} pairs")
+    if sizes:
+        # which release a copy is (CamVid at 360x480 or 720x960), or how varied its images are
+        common = ", ".join(f"{h}x{w} ({n})" for (h, w), n in sizes.most_common(3))
+        others = f" and {len(sizes) - 3} other sizes" if len(sizes) > 3 else ""
+        report.summary.append(f"image sizes: {common}{others}")
     return report

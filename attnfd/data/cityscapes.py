@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from attnfd.config import ConfigError
-from attnfd.data.folder import Sample, SplitIndex, read_index_png
+from attnfd.data.layout import Sample, SplitIndex, read_index_png
+from attnfd.data.spec import DatasetSpec
 
 # (label id, train class name, colour) for the 19 evaluated classes, in train-id order
 TRAIN_CLASSES = (
@@ -48,6 +49,7 @@ class CityscapesLayout:
     name = "cityscapes"
     classes = CLASSES
     palette = PALETTE
+    splits = ("train", "val")
     expected_counts = EXPECTED_COUNTS
     label_values = "label ids 0-33"
 
@@ -87,3 +89,15 @@ class CityscapesLayout:
 
 
 CITYSCAPES = CityscapesLayout()
+
+SPEC = DatasetSpec(
+    name="cityscapes", classes=CLASSES, palette=PALETTE, layout=CITYSCAPES,
+    # the paper's recipe (section 4.2) and the official code's weight decay
+    preset={
+        "image_size": (512, 1024), "output_stride": 16, "head_channels": 256, "aspp_rates": (6, 12, 18),
+        "epochs": 50, "teacher_backbone": "resnet101", "teacher_epochs": 50, "batch_size": 4, "lr": 0.01,
+        "weight_decay": 5e-4, "alpha": 10.0, "workers": 4, "head_lr_mult": 10.0, "lr_schedule": "cosine",
+    },
+    recipe_source="AttnFD paper, section 4.2; weight decay from the official code",
+    how_to_get="Cityscapes needs an account on its website",
+)

@@ -1,22 +1,10 @@
-"""What the on-disk data sets share: a split is a list of (image, label) file pairs, found
-by a layout-specific ``index``, read by one Dataset class.
-
-A layout (``attnfd.data.voc``, ``attnfd.data.cityscapes``) is an object with ``name``,
-``classes``, ``palette``, ``expected_counts`` (split kind -> number in the official
-release), ``label_values`` (the raw label values allowed, in words),
-``index(root, split) -> SplitIndex``, ``read_raw_label(sample) -> HxW uint8 array``,
-``bad_label_values(values) -> values outside the layout's label set`` and
-``to_train_ids(raw) -> HxW uint8`` (classes 0..n-1, 255 ignored). ``index`` raises
-``ConfigError`` naming the path when a folder or split file is missing, and lists pairs with
-a missing half in ``SplitIndex.missing`` so the checker can report them all.
-"""
+"""The one Dataset class of the on-disk data sets: a layout's pairs (``attnfd.data.layout``),
+read, mapped to train ids and augmented."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
@@ -24,30 +12,8 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from attnfd.config import ConfigError
+from attnfd.data.layout import SplitIndex
 from attnfd.data.transforms import eval_transform, train_transform
-
-
-class LabelFormatError(ValueError):
-    """A label file that is not a map of class indices (e.g. a colour-coded RGB picture)."""
-
-
-@dataclass(frozen=True)
-class Sample:
-    id: str
-    image: Path
-    label: Path
-
-
-@dataclass
-class SplitIndex:
-    split: str
-    samples: list[Sample]
-    # "<id>: no image <path>" / "<id>: no label <path>" for listed pairs with a missing half
-    missing: list[str] = field(default_factory=list)
-    # facts worth a line in the report (e.g. "train_aug from SBD at ...")
-    notes: list[str] = field(default_factory=list)
-    # which list the split is, for the expected count ("train" or "train_aug")
-    kind: str = ""
 
 
 def read_image(path: Path) -> torch.Tensor:
@@ -57,16 +23,6 @@ def read_image(path: Path) -> torch.Tensor:
     """
     with Image.open(path) as image:
         return pil_to_tensor(image.convert("RGB"))
-
-
-def read_index_png(path: Path) -> np.ndarray:
-    """The class indices of a palette or 8-bit grayscale PNG."""
-    with Image.open(path) as image:
-        if image.mode not in ("P", "L"):
-            raise LabelFormatError(
-                f"{path}: label PNG has mode {image.mode}, expected class indices (palette 'P' or grayscale 'L')"
-            )
-        return np.array(image, dtype=np.uint8)
 
 
 class SegmentationFiles(Dataset):

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from attnfd.config import ConfigError
-from attnfd.data.folder import Sample, SplitIndex, read_index_png
+from attnfd.data.layout import Sample, SplitIndex, read_index_png
+from attnfd.data.spec import DatasetSpec
 
 CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -78,6 +79,7 @@ class VOCLayout:
     name = "voc"
     classes = CLASSES
     palette = PALETTE
+    splits = ("train", "val")
     expected_counts = EXPECTED_COUNTS
     label_values = "0-20, or 255 for ignore"
 
@@ -184,3 +186,29 @@ def download(root: str | Path) -> None:
     VOCSegmentation(str(root), year="2012", image_set="trainval", download=True)
     if not (root / "SBD" / "cls").is_dir():
         SBDataset(str(root / "SBD"), image_set="train", mode="segmentation", download=True)
+
+
+def build(config, split: str):
+    from attnfd.data import resolve_data_root
+    from attnfd.data.folder import SegmentationFiles
+
+    limit = config.train_size if split == "train" else config.val_size
+    root = resolve_data_root(config.dataset, config.data_root)
+    index = None
+    if split == "train" and config.voc_train_split == "train":
+        # the official AttnFD code trains on VOC train alone (no SBD)
+        index = VOC.index(root, "train", use_sbd=False)
+    return SegmentationFiles(VOC, root, split, image_size=config.image_size, train=split == "train", limit=limit,
+                             index=index)
+
+
+SPEC = DatasetSpec(
+    name="voc", classes=CLASSES, palette=PALETTE, layout=VOC, build=build, download=download,
+    # the paper's recipe (section 4.2) and the official code's weight decay
+    preset={
+        "image_size": 513, "output_stride": 16, "head_channels": 256, "aspp_rates": (6, 12, 18), "epochs": 120,
+        "teacher_backbone": "resnet101", "teacher_epochs": 120, "batch_size": 6, "lr": 0.007, "weight_decay": 5e-4,
+        "alpha": 1.0, "workers": 4, "head_lr_mult": 10.0, "lr_schedule": "cosine",
+    },
+    recipe_source="AttnFD paper, section 4.2; weight decay from the official code",
+)

@@ -139,9 +139,13 @@ def convert_official(state: dict, dataset: str | None = None, output_stride: int
         raise ConversionError("no decoder.last_conv.8.weight: not an official DeepLabV3+ checkpoint")
     num_classes = classifier.shape[0]
     if dataset is None:
-        dataset = {21: "voc", 19: "cityscapes"}.get(num_classes)
-        if dataset is None:
+        from attnfd.data.registry import DATASETS
+
+        # official checkpoints are trained on real data: the data sets read from disk
+        matches = [n for n, spec in DATASETS.items() if spec.reads_files and spec.num_classes == num_classes]
+        if len(matches) != 1:
             raise ConversionError(f"{num_classes} classes: name the data set (dataset=...)")
+        dataset, = matches
     gated = all(f"{owner}.cbam.ChannelGate.mlp.1.weight" in state for owner in CBAM_TAPS)
     config = TrainConfig.from_dict({
         "role": role, "dataset": dataset, "backbone": backbone, "teacher_backbone": backbone,

@@ -13,8 +13,9 @@ import math
 from datetime import datetime
 from pathlib import Path
 
-from attnfd.arguments import OneLineParser, config_overrides, fail, finite_float, integer
+from attnfd.arguments import OneLineParser, config_overrides, fail, finite_float, integer, spoken_list
 from attnfd.config import ConfigError
+from attnfd.data.registry import file_dataset_names
 from attnfd.names import RESUME_AUTO
 from attnfd.study.trackers import TRACKERS
 
@@ -45,7 +46,9 @@ def _resume(text: str) -> str:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="shapes", help="shapes (built in, the default), voc or cityscapes")
+    parser.add_argument("--dataset", default="shapes",
+                        help="shapes (built in, the default) or a data set on disk: "
+                             f"{spoken_list(file_dataset_names(), 'or')}")
     parser.add_argument("--data-root", default=None, help="the data set's folder (default: $ATTNFD_DATA/<dataset>)")
     parser.add_argument("--epochs", type=integer, default=None, help="epochs per trial (default: the data set's recipe)")
     parser.add_argument("--storage", default=None,
