@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-IGNORE_INDEX = 255
+from attnfd.names import IGNORE_INDEX
+
+__all__ = ["IGNORE_INDEX", "ConfusionMatrix"]
 
 
 class ConfusionMatrix:

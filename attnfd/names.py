@@ -15,3 +15,5 @@ GRID, SEARCH, CONFIRM = "grid", "search", "confirm"
 # ``--resume auto`` (``StudySpec.resume``): continue the named study if its storage holds it, else
 # start it, so a requeued job reruns its command unchanged
 RESUME_AUTO = "auto"
+# the label value no loss or metric counts: VOC's boundaries, every data set's unlabelled pixels
+IGNORE_INDEX = 255

@@ -30,6 +30,7 @@ TINY_SET = [arg for key in ("image_size", "train_size", "val_size", "batch_size"
     (ablation_main, ["--protocol", "methods", "--methods", "attnfd,nosuchkd"], "nosuchkd"),
     (ablation_main, ["--seeds", "0"], "--seeds"),
     (ablation_main, ["--set", "alpha=-1"], "alpha"),
+    (ablation_main, ["--cohort", "0"], "--cohort must be auto or a number"),
 ])
 def test_a_bad_config_exits_with_one_line_before_ray_starts(tmp_path, capsys, main, args, message):
     import ray

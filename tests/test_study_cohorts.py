@@ -127,3 +127,13 @@ def test_auto_packs_what_fits_and_leaves_every_trial_slot_a_cohort(teacher_cache
     # where only 3 students' steps fit, 3 is what auto packs
     fake = lambda spec, values: ([max(measured)] * len(values), teacher, int((3.5 * max(measured) + teacher) / 0.8 * 2))
     assert cohorts.auto_size(spec, cells, measure=fake) == 3
+
+
+def test_a_study_of_two_data_sets_is_refused(teacher_cache, tmp_path):
+    from attnfd.config import ConfigError
+    from attnfd.study.runner import validate
+
+    spec = StudySpec(protocol="layers", base=base(teacher_cache), storage=str(tmp_path), name="mixed",
+                     cells=[{}, {"dataset": "voc", "data_root": str(tmp_path)}])
+    with pytest.raises(ConfigError, match="share one data set; these cells use shapes, voc"):
+        validate(spec)

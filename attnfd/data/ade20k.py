@@ -15,9 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from attnfd.config import ConfigError
-from attnfd.data.layout import IGNORE, IndexPngLabels, SplitIndex, lookup_table, pair_by_stem
+from attnfd.data.layout import IndexPngLabels, SplitIndex, lookup_table, pair_by_stem
 from attnfd.data.spec import DatasetSpec
 from attnfd.data.voc import PNG_PALETTE
+from attnfd.names import IGNORE_INDEX
 
 # the first name of each of SceneParsing's objectInfo150 entries, in label order (1-150)
 CLASSES = (
@@ -54,7 +55,7 @@ class ADE20KLayout(IndexPngLabels):
     expected_counts = EXPECTED_COUNTS
     label_values = "0-150 (0 is 'other', ignored)"
     # label k is class k - 1: the shift that drops "other"
-    train_id_table, allowed_table = lookup_table({OTHER: IGNORE, **{k + 1: k for k in range(len(CLASSES))}})
+    train_id_table, allowed_table = lookup_table({OTHER: IGNORE_INDEX, **{k + 1: k for k in range(len(CLASSES))}})
 
     def release_dir(self, root: Path) -> Path:
         if not root.is_dir():

@@ -16,8 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from attnfd.config import ConfigError
-from attnfd.data.layout import IGNORE, IndexPngLabels, SplitIndex, lookup_table, pair_by_stem
+from attnfd.data.layout import IndexPngLabels, SplitIndex, lookup_table, pair_by_stem
 from attnfd.data.spec import DatasetSpec
+from attnfd.names import IGNORE_INDEX
 
 CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "sign symbol", "fence", "car", "pedestrian",
            "bicyclist")
@@ -36,7 +37,7 @@ class CamVidLayout(IndexPngLabels):
     splits = ("train", "val", "test")
     expected_counts = EXPECTED_COUNTS
     label_values = "0-10, or 11 (void) or 255 for ignore"
-    train_id_table, allowed_table = lookup_table({**{k: k for k in range(len(CLASSES))}, VOID: IGNORE, IGNORE: IGNORE})
+    train_id_table, allowed_table = lookup_table({**{k: k for k in range(len(CLASSES))}, VOID: IGNORE_INDEX, IGNORE_INDEX: IGNORE_INDEX})
 
     def camvid_dir(self, root: Path) -> Path:
         if not root.is_dir():

@@ -19,9 +19,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from attnfd.config import ConfigError
-from attnfd.data.layout import IGNORE, IndexPngLabels, SplitIndex, lookup_table, pair_by_stem
+from attnfd.data.layout import IndexPngLabels, SplitIndex, lookup_table, pair_by_stem
 from attnfd.data.spec import DatasetSpec
 from attnfd.data.voc import PNG_PALETTE
+from attnfd.names import IGNORE_INDEX
 
 # COCO-Stuff's 182 labels in id order (label value = COCO category id - 1); None for the
 # eleven thing ids COCO 2017 never uses (street sign, hat, shoe, eye glasses, plate, mirror,
@@ -65,7 +66,7 @@ class CocoStuff164kLayout(IndexPngLabels):
     splits = ("train", "val")
     expected_counts = EXPECTED_COUNTS
     label_values = "0-181 but the 11 ids COCO 2017 does not use, or 255 for unlabeled"
-    train_id_table, allowed_table = lookup_table({**{label: k for k, label in enumerate(USED_IDS)}, IGNORE: IGNORE})
+    train_id_table, allowed_table = lookup_table({**{label: k for k, label in enumerate(USED_IDS)}, IGNORE_INDEX: IGNORE_INDEX})
 
     def index(self, root: Path, split: str) -> SplitIndex:
         if split not in SPLIT_FOLDERS:

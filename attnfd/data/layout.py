@@ -24,8 +24,7 @@ import numpy as np
 from PIL import Image
 
 from attnfd.config import ConfigError
-
-IGNORE = 255
+from attnfd.names import IGNORE_INDEX
 
 
 class LabelFormatError(ValueError):
@@ -86,9 +85,9 @@ def pair_by_stem(dataset: str, split: str, image_dir: Path, label_dir: Path, ima
 
 
 def lookup_table(mapping: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(train ids, allowed) as 256-entry tables from raw value -> train id (``IGNORE`` for a
+    """(train ids, allowed) as 256-entry tables from raw value -> train id (``IGNORE_INDEX`` for a
     value that is allowed but ignored); a raw value the mapping does not name is not allowed."""
-    train_ids = np.full(256, IGNORE, dtype=np.uint8)
+    train_ids = np.full(256, IGNORE_INDEX, dtype=np.uint8)
     allowed = np.zeros(256, dtype=bool)
     for raw, train_id in mapping.items():
         train_ids[raw] = train_id

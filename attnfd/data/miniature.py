@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from attnfd.data import ade20k, camvid, cityscapes, coco_stuff164k, pascal_context59, voc
-from attnfd.data.layout import IGNORE
+from attnfd.names import IGNORE_INDEX
 
 # 34 hues around the colour wheel at full saturation: far from each other and from the grey
 # mean colour that pads crops
@@ -174,7 +174,7 @@ SCENE_VALUES = {
     # a wall, "other"; floor, person, chair and the last class (flag)
     "ade20k": (1, ade20k.OTHER, 4, 13, 20, 150),
     # sky-other, unlabeled; person, stop sign (the first id after an unused one), banner, tree, wood
-    "coco_stuff164k": (156, IGNORE, 0, 12, 91, 168, 181),
+    "coco_stuff164k": (156, IGNORE_INDEX, 0, 12, 91, 168, 181),
     # wall, background; aeroplane, cat, person, wood
     "pascal_context59": (56, pascal_context59.BACKGROUND, 1, 15, 37, 59),
 }

@@ -19,9 +19,10 @@ import os
 from pathlib import Path
 
 from attnfd.config import ConfigError
-from attnfd.data.layout import IGNORE, IndexPngLabels, Sample, SplitIndex, lookup_table
+from attnfd.data.layout import IndexPngLabels, Sample, SplitIndex, lookup_table
 from attnfd.data.spec import DatasetSpec
 from attnfd.data.voc import PNG_PALETTE
+from attnfd.names import IGNORE_INDEX
 
 CLASSES = (
     "aeroplane", "bag", "bed", "bedclothes", "bench", "bicycle", "bird", "boat", "book", "bottle", "building", "bus",
@@ -51,7 +52,7 @@ class PascalContext59Layout(IndexPngLabels):
     expected_counts = EXPECTED_COUNTS
     label_values = "0-59 (0 is background, ignored)"
     # label k is class k - 1: the 59-class setting drops the background
-    train_id_table, allowed_table = lookup_table({BACKGROUND: IGNORE, **{k + 1: k for k in range(len(CLASSES))}})
+    train_id_table, allowed_table = lookup_table({BACKGROUND: IGNORE_INDEX, **{k + 1: k for k in range(len(CLASSES))}})
 
     def voc_dir(self, root: Path) -> Path:
         if not root.is_dir():

@@ -8,9 +8,12 @@ import torch
 from torch.utils.data import Dataset
 
 from attnfd.data.shapes import CLASSES, PALETTE, SPLIT_IDS, generate
+from attnfd.data.transforms import IMAGENET_MEAN as IMAGENET_MEAN_RGB
+from attnfd.data.transforms import IMAGENET_STD as IMAGENET_STD_RGB
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+# float32 arrays of the one ImageNet mean and std: the images' exact values are what they always were
+IMAGENET_MEAN = np.asarray(IMAGENET_MEAN_RGB, dtype=np.float32)
+IMAGENET_STD = np.asarray(IMAGENET_STD_RGB, dtype=np.float32)
 
 
 class ShapesDataset(Dataset):

@@ -17,11 +17,12 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 from torchvision.transforms.v2._utils import query_size
 
+from attnfd.names import IGNORE_INDEX
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # the padding colour of a uint8 image: after normalisation it is zero, i.e. "no signal"
 MEAN_COLOUR = tuple(round(255 * m) for m in IMAGENET_MEAN)
-IGNORE_LABEL = 255
 
 
 class RandomScale(v2.Transform):
@@ -58,7 +59,7 @@ def train_transform(image_size, scale: tuple[float, float] = (0.5, 2.0)) -> v2.C
         RandomScale(*scale),
         v2.RandomHorizontalFlip(),
         v2.RandomCrop(crop_size(image_size), pad_if_needed=True,
-                      fill={tv_tensors.Image: MEAN_COLOUR, tv_tensors.Mask: IGNORE_LABEL}),
+                      fill={tv_tensors.Image: MEAN_COLOUR, tv_tensors.Mask: IGNORE_INDEX}),
         # a plain dtype converts images only; masks keep their integer labels
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),

@@ -136,6 +136,10 @@ def validate(spec: StudySpec) -> list[TrainConfig]:
         if problem:
             raise ConfigError(f"--storage: {problem}")
     configs = [TrainConfig.from_dict(trial_values(c)) for c in trial_configs(spec)]
+    datasets = sorted({c.dataset for c in configs})
+    if len(datasets) > 1:
+        # study.json and the analysis read one data set's class names for every row
+        raise ConfigError(f"a study's trials share one data set; these cells use {', '.join(datasets)}")
     if spec.address is None:
         # a local Ray instance reads the data where the driver runs: check it here (on a
         # cluster the data need only be on the workers, which the teacher task checks)
