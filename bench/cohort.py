@@ -15,7 +15,7 @@ floor: a cohort cannot go below it), its share of the batches and the teacher's 
 (``shared_seconds``), and the rest of the wall time (process start, model building, Ray).
 
     python bench/cohort.py                     # the embedded benchmark, ResNet-18, 2 CPUs
-    python bench/cohort.py --cohort 8 --cpus 2 --cpus-per-trial 2
+    python bench/cohort.py --cohort 8 --cohort-cpus-per-trial 2   # one cohort of all 8 on both cores
 """
 
 from __future__ import annotations
@@ -89,6 +89,9 @@ def main() -> None:
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1, help="the Ray instance's CPUs")
     parser.add_argument("--cpus-per-trial", type=float, default=1.0)
     parser.add_argument("--cohort", default="auto", help="the cohort study's --cohort (auto or K)")
+    parser.add_argument("--cohort-cpus-per-trial", type=float, default=None,
+                        help="the cohort study's --cpus-per-trial (default: --cpus-per-trial); its trials then run "
+                             "with other thread counts, so its rows are not the independent ones' digits")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                         help="a config field for every trial, e.g. epochs=1")
     args = parser.parse_args()
@@ -107,9 +110,11 @@ def main() -> None:
     ray.init(num_cpus=args.cpus, include_dashboard=False, _node_ip_address=LOCAL_NODE_IP, log_to_driver=False)
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-cohort-") as storage:
-        for name, cohort in (("independent", 1), ("cohorts", parse_cohort(args.cohort))):
+        cohort_cpus = args.cohort_cpus_per_trial or args.cpus_per_trial
+        for name, cohort, cpus in (("independent", 1, args.cpus_per_trial),
+                                   ("cohorts", parse_cohort(args.cohort), cohort_cpus)):
             spec = StudySpec(protocol="layers", base=base, storage=storage, name=name, cells=cells, seeds=[0],
-                             cpus_per_trial=args.cpus_per_trial, verbose=-1, cohort=cohort)
+                             cpus_per_trial=cpus, verbose=-1, cohort=cohort)
             with PeakMemory() as memory:
                 start = time.perf_counter()
                 run_study(spec)
@@ -130,7 +135,7 @@ def main() -> None:
         all_rows = [r for rows in result["rows"].values() for r in rows]
         shared = sum(r.get("shared_seconds") or 0.0 for r in all_rows)
         own = sum(r["seconds"] for r in all_rows) - shared
-        slots = args.cpus / args.cpus_per_trial
+        slots = args.cpus / (args.cpus_per_trial if name == "independent" else cohort_cpus)
         rest = result["wall"] - (own + shared) / slots
         print(f"{name}: per trial slot, students' own steps and evaluation {own / slots:.0f} s (the floor), "
               f"batches and teacher {shared / slots:.0f} s, the rest (start-up, building, Ray, idle slots) {rest:.0f} s")

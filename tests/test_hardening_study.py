@@ -118,7 +118,7 @@ def test_a_trial_whose_newest_checkpoint_is_damaged_resumes_from_an_older_one(tm
     command = [sys.executable, str(ROOT / "tune" / "ablation.py"), "--protocol", "alpha", "--students", "resnet18",
                "--alphas", "1", "--layer-subsets", "encoder", "--seeds", "1", "--epochs", "6",
                "--max-concurrent", "1", "--storage", str(storage), "--name", "c", "--cache-dir", teacher_cache,
-               "--gpus-per-trial", "0", "--quiet", *TINY_SET, "--set", "train_size=24"]
+               "--gpus-per-trial", "0", "--quiet", "--cohort", "1", *TINY_SET, "--set", "train_size=24"]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
     study = storage / "c"
     with open(tmp_path / "first.log", "w") as log:

@@ -86,13 +86,15 @@ def epochs_by_trial(study: Path) -> dict[str, list[dict]]:
     return {p.stem: pq.read_table(p).to_pylist() for p in sorted((study / "results" / "epochs").glob("*.parquet"))}
 
 
-def test_an_interrupted_study_resumes_without_repeating_finished_trials(tmp_path, teacher_cache):
-    """The same command twice, as a requeued job reruns it: --resume auto starts the study, then continues it."""
+@pytest.mark.parametrize("cohort", ["1", "2"], ids=["a-trial-per-cell", "cohorts-of-2"])
+def test_an_interrupted_study_resumes_without_repeating_finished_trials(tmp_path, teacher_cache, cohort):
+    """The same command twice, as a requeued job reruns it: --resume auto starts the study, then continues it
+    (each cell a trial of its own, or two cells per cohort trial)."""
     storage = tmp_path / "studies"
     command = [sys.executable, str(ROOT / "tune" / "ablation.py"), "--protocol", "alpha", "--students", "resnet18",
                "--alphas", "0.5,1,2", "--layer-subsets", "encoder", "--seeds", "1", "--epochs", "2",
                "--max-concurrent", "1", "--storage", str(storage), "--name", "r", "--resume", "auto",
-               "--cache-dir", teacher_cache, "--gpus-per-trial", "0", "--quiet", *TINY_SET]
+               "--cache-dir", teacher_cache, "--gpus-per-trial", "0", "--quiet", "--cohort", cohort, *TINY_SET]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
     with open(tmp_path / "first.log", "w") as log:
         first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
