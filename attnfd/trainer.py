@@ -677,7 +677,7 @@ def fit_cohort(configs: list[TrainConfig | dict], out_dir: str | Path, report: C
                for i, c in enumerate(configs)]
     with torch_threads(configs[0].threads):
         _cpu_speed()
-        states, errors = _cohort_states(resume, len(configs)) if resume else (None, {})
+        states, errors = cohort_states(resume, len(configs)) if resume else (None, {})
         cohort = Cohort(configs)
         if states is not None:
             for index, (student, state) in enumerate(zip(cohort.students, states)):
@@ -717,8 +717,9 @@ def _write_members(checkpoint_dir: Path, cohort: Cohort) -> None:
     tmp.replace(checkpoint_dir / MEMBERS_FILE)
 
 
-def _cohort_states(folder: str | Path, count: int) -> tuple[list[dict], dict[int, str]]:
-    """The students' states in a cohort checkpoint folder, and the students that had left (with their errors)."""
+def cohort_states(folder: str | Path, count: int | None = None) -> tuple[list[dict | None], dict[int, str]]:
+    """The students' states in a cohort checkpoint folder (None for one that left before writing
+    any), and the students that had left, with their errors; ``count``: how many it must hold."""
     folder = Path(folder)
     members_file = folder / MEMBERS_FILE
     if not members_file.is_file():
@@ -727,10 +728,10 @@ def _cohort_states(folder: str | Path, count: int) -> tuple[list[dict], dict[int
         members = json.loads(members_file.read_text())
     except ValueError as err:
         raise ckpt.CheckpointError(f"{members_file} is damaged: {err}") from None
-    if len(members) != count:
+    if count is not None and len(members) != count:
         raise ckpt.CheckpointError(f"{folder} holds {len(members)} students, this cohort has {count}")
     errors = {i: m["error"] for i, m in enumerate(members) if m.get("error")}
     # a student that diverged in its first epoch never wrote a state
     states = [None if i in errors and not (member_folder(folder, i) / ckpt.STATE_FILE).is_file()
-              else ckpt.load(member_folder(folder, i), needs=RESUME_KEYS) for i in range(count)]
+              else ckpt.load(member_folder(folder, i), needs=RESUME_KEYS) for i in range(len(members))]
     return states, errors

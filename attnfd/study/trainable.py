@@ -136,16 +136,11 @@ def _run_epoch(folder: Path) -> int:
 
 
 def _cohort_epoch(folder: Path) -> int:
-    """The epoch a cohort checkpoint folder was written after; raises if any student's state cannot be read."""
-    from attnfd.trainer import MEMBERS_FILE, member_folder
+    """The epoch a cohort checkpoint folder was written after; raises if a student's state cannot be read."""
+    from attnfd.trainer import cohort_states
 
-    members_file = folder / MEMBERS_FILE
-    if not members_file.is_file():
-        raise FileNotFoundError(f"no {MEMBERS_FILE}")
-    members = json.loads(members_file.read_text())
-    epochs = [ckpt.load(member_folder(folder, i) / ckpt.STATE_FILE, needs=RESUME_KEYS)["epoch"]
-              for i, m in enumerate(members) if not m.get("error")]
-    return max(epochs, default=0)
+    states, errors = cohort_states(folder)
+    return max((s["epoch"] for i, s in enumerate(states) if s is not None and i not in errors), default=0)
 
 
 def _restored(work: Path, readable=_run_epoch) -> tuple[Path | None, object]:
