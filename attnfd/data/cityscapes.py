@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from attnfd.config import ConfigError
-from attnfd.data.layout import Sample, SplitIndex, read_index_png
+from attnfd.data.layout import Sample, SplitIndex, add_pairs, read_index_png
 from attnfd.data.spec import DatasetSpec
 
 # (label id, train class name, colour) for the 19 evaluated classes, in train-id order
@@ -69,13 +69,8 @@ class CityscapesLayout:
         for city in cities:
             images = _by_prefix(image_root / city, IMAGE_SUFFIX) if (image_root / city).is_dir() else {}
             labels = _by_prefix(label_root / city, LABEL_SUFFIX) if (label_root / city).is_dir() else {}
-            for prefix in sorted(images.keys() | labels.keys()):
-                if prefix not in labels:
-                    index.missing.append(f"{prefix}: no label {label_root / city / (prefix + LABEL_SUFFIX)}")
-                elif prefix not in images:
-                    index.missing.append(f"{prefix}: no image {image_root / city / (prefix + IMAGE_SUFFIX)}")
-                else:
-                    index.samples.append(Sample(prefix, images[prefix], labels[prefix]))
+            add_pairs(index, images, labels, lambda prefix, city=city: image_root / city / (prefix + IMAGE_SUFFIX),
+                      lambda prefix, city=city: label_root / city / (prefix + LABEL_SUFFIX))
         return index
 
     def read_raw_label(self, sample: Sample) -> np.ndarray:

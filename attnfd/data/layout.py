@@ -72,16 +72,23 @@ def pair_by_stem(dataset: str, split: str, image_dir: Path, label_dir: Path, ima
     for folder in (image_dir, label_dir):
         if not folder.is_dir():
             raise ConfigError(f"{dataset}: folder not found: {folder}")
-    images, labels = stems(image_dir, image_suffix), stems(label_dir, label_suffix)
     index = SplitIndex(split, [], kind=split)
+    add_pairs(index, stems(image_dir, image_suffix), stems(label_dir, label_suffix),
+              lambda sample_id: image_dir / (sample_id + image_suffix),
+              lambda sample_id: label_dir / (sample_id + label_suffix))
+    return index
+
+
+def add_pairs(index: SplitIndex, images: dict[str, Path], labels: dict[str, Path], image_path, label_path) -> None:
+    """Each id found on both sides as a sample of ``index``, in id order; an id on one side only
+    as a missing pair, naming the file its partner would be (``image_path(id)``, ``label_path(id)``)."""
     for sample_id in sorted(images.keys() | labels.keys()):
         if sample_id not in labels:
-            index.missing.append(f"{sample_id}: no label {label_dir / (sample_id + label_suffix)}")
+            index.missing.append(f"{sample_id}: no label {label_path(sample_id)}")
         elif sample_id not in images:
-            index.missing.append(f"{sample_id}: no image {image_dir / (sample_id + image_suffix)}")
+            index.missing.append(f"{sample_id}: no image {image_path(sample_id)}")
         else:
             index.samples.append(Sample(sample_id, images[sample_id], labels[sample_id]))
-    return index
 
 
 def lookup_table(mapping: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
