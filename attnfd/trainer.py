@@ -135,7 +135,7 @@ def _optimizer(config: TrainConfig, model: nn.Module, distillers: nn.ModuleDict,
     )
 
 
-def _names_stage_taps(config: TrainConfig) -> bool:
+def names_stage_taps(config: TrainConfig) -> bool:
     return any(t in config.layers or t in (config.distill_options or "") for t in STAGE_TAPS)
 
 
@@ -223,7 +223,7 @@ class Student:
         self.distill_stream = RandomStream(config.seed, "distillers", device)
         if teacher is not None and config.distilling:
             with self.distill_stream:
-                if _names_stage_taps(config):
+                if names_stage_taps(config):
                     # any method's tap option may name a backbone stage; both sides then emit them
                     model.require_stage_taps()
                 for name, (distiller, weight) in build_distillers(config.distill, model, teacher, config).items():
@@ -407,7 +407,7 @@ class Cohort:
             with self.teacher_stream:
                 self.teacher, _ = load_model(teacher_file, self.device)
                 self.teacher.eval().requires_grad_(False)
-                if any(_names_stage_taps(c) for c in distilling):
+                if any(names_stage_taps(c) for c in distilling):
                     self.teacher.require_stage_taps()
             if self.device.type == "cuda":
                 self.teacher.to(memory_format=torch.channels_last)

@@ -30,7 +30,7 @@ from attnfd.config import TrainConfig, teacher_config
 from attnfd.distill.defaults import METHODS
 from attnfd.models import build_model
 from attnfd.random_stream import RandomStream
-from attnfd.trainer import Student
+from attnfd.trainer import Student, names_stage_taps
 
 CARD_24GB = 24 * 2**30
 
@@ -79,7 +79,7 @@ class Setup:
         stream = RandomStream(0, "student", self.device, exact=True)
         with stream:
             model = build_model(config).to(self.device)
-        if config.distilling and any(t.startswith("stage") for t in _taps(config)):
+        if config.distilling and names_stage_taps(config):
             self.teacher.require_stage_taps()
         return Student(config, model, stream, self.teacher if method else None, self.device, 1000)
 
@@ -90,10 +90,6 @@ class Setup:
     def step(self, student: Student, outputs=None) -> None:
         with student.stream:
             student.train_step(self.images, self.labels, 1, 0, outputs)
-
-
-def _taps(config: TrainConfig) -> tuple[str, ...]:
-    return tuple(config.layers) + tuple((config.distill_options or "").split(","))
 
 
 def _peak(device: torch.device, fn) -> float | None:

@@ -90,7 +90,7 @@ def step_bytes(values: list[dict]) -> tuple[list[int], int, int]:
     from attnfd.config import teacher_config
     from attnfd.models import build_model
     from attnfd.random_stream import RandomStream
-    from attnfd.trainer import Student, resolve_device
+    from attnfd.trainer import Student, names_stage_taps, resolve_device
 
     configs = [TrainConfig.from_dict(v) for v in values]
     device = resolve_device(configs[0].device)
@@ -107,7 +107,7 @@ def step_bytes(values: list[dict]) -> tuple[list[int], int, int]:
             torch.cuda.reset_peak_memory_stats(device)
             before = torch.cuda.memory_allocated(device)
         model = build_model(config).to(device)
-        if config.distilling and any(t.startswith("stage") for t in config.layers):
+        if config.distilling and names_stage_taps(config):
             teacher.require_stage_taps()
         student = Student(config, model, RandomStream(config.seed, "student", device, exact=True),
                           teacher if config.distilling else None, device, 1)
