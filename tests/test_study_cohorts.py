@@ -15,6 +15,7 @@ from conftest import TINY
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
+from attnfd.config import TrainConfig
 from attnfd.study.cohorts import chunks, pack, parse_cohort
 from attnfd.study.runner import StudySpec, run_study
 
@@ -113,22 +114,43 @@ def test_cells_are_packed_by_what_they_share():
         parse_cohort("0")
 
 
-def test_auto_packs_what_fits_and_leaves_every_trial_slot_a_cohort(teacher_cache, capsys):
+def test_auto_packs_the_fastest_cohorts_that_fit(teacher_cache, capsys):
     from attnfd.study import cohorts
     from attnfd.study.protocols import protocol_cells
 
     cells = protocol_cells("layers", ["resnet18"])
     spec = StudySpec(protocol="layers", base=base(teacher_cache), storage="unused", name="auto", cells=cells,
                      cpus_per_trial=1)
-    # two trial slots on the module's 2-CPU instance: 8 cells in two cohorts of 4
+    # two trial slots on the module's 2-CPU instance, one seed: 8 cells in two cohorts of 4
     assert cohorts.auto_size(spec, cells) == 4
     line = capsys.readouterr().out
-    assert "one step of a student holds up to" in line and "2 trial slots -> 4 cells per cohort" in line
-    measured, teacher, _ = cohorts.step_bytes([{**base(teacher_cache), **c} for c in cells[:2]])
-    assert 0 < measured[0] < measured[1] and teacher > 0  # AttnFD's step holds more than the plain one
-    # where only 3 students' steps fit, 3 is what auto packs
-    fake = lambda spec, values: ([max(measured)] * len(values), teacher, int((3.5 * max(measured) + teacher) / 0.8 * 2))
-    assert cohorts.auto_size(spec, cells, measure=fake) == 3
+    assert "one step of a student holds up to" in line and "2 trial slots" in line and "-> 4 cells per cohort" in line
+    probe = cohorts.probe_step([{**base(teacher_cache), **c} for c in cells[:2]])
+    assert 0 < probe.student_bytes[0] < probe.student_bytes[1] and probe.teacher_bytes > 0  # AttnFD holds more
+    assert all(t > 0 for t in probe.student_seconds) and probe.teacher_seconds > 0 and probe.steps > 0
+
+    def fake(fits):
+        # AttnFD's own step 1 s, the plain one 0.6 s, the teacher's forward 0.45 s, 100 steps
+        def measure(spec, values):
+            plain = [not TrainConfig.from_dict(v).distilling for v in values]
+            seconds = [0.6 if p else 1.0 for p in plain]
+            return cohorts.StepProbe([100] * len(values), 50, int(((fits + 0.5) * 100 + 50) / 0.8 * 2), seconds, 0.0, 0.45, 100)
+        return measure
+
+    three_seeds = StudySpec(protocol="layers", base=base(teacher_cache), storage="unused", name="auto", cells=cells,
+                            cpus_per_trial=1, seeds=[0, 1, 2])
+    # Table 3 over three seeds: two cohorts of 4 per seed (six trials on two slots) beat one
+    # cohort of 8 per seed (three trials: the second round leaves a slot idle)
+    assert cohorts.auto_size(three_seeds, cells, measure=fake(8)) == 4
+    # where only 3 students' steps fit, no more than 3 are packed
+    assert cohorts.auto_size(three_seeds, cells, measure=fake(3)) == 3
+    # the paper's setting and the student alone over three seeds: six trials alone keep both
+    # slots busy, where three cohorts of 2 would run a second round on one slot
+    pair = [{"distill": None}, {"distill": "attnfd"}]
+    confirm = StudySpec(protocol="layers", base=base(teacher_cache), storage="unused", name="auto", cells=pair,
+                        cpus_per_trial=1, seeds=[1, 2, 3])
+    assert cohorts.auto_size(confirm, pair, measure=fake(8)) == 1
+    assert cohorts.makespan([3, 3, 2, 2, 2], 2) == 7 and cohorts.makespan([5, 1, 1], 3) == 5
 
 
 def test_a_study_of_two_data_sets_is_refused(teacher_cache, tmp_path):

@@ -69,8 +69,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=None, help="where teachers are cached (default: ~/.cache/attnfd)")
     parser.add_argument("--cohort", default="auto", metavar="auto|K|1",
                         help="grid cells of one seed per trial, sharing one data pipeline and one teacher forward, each "
-                             "with the numbers it gets alone: auto (as many as fit a trial's memory, leaving each trial "
-                             "slot a cohort; the default), K, or 1 (a trial per cell); a search's own trials run alone, "
+                             "with the numbers it gets alone: auto (of the sizes that fit a trial's memory, the one with "
+                             "the shortest estimated wall time on the cluster's trial slots; the default), K, or 1 (a trial per cell); a search's own trials run alone, "
                              "its confirm stage in cohorts")
     parser.add_argument("--optuna-storage", default=None, metavar="URL",
                         help="the study's Optuna study in a database by SQLAlchemy URL, e.g. postgresql://user@host/db "
