@@ -25,9 +25,9 @@ from torch import nn
 
 from attnfd import checkpoint as ckpt
 from attnfd.attention_maps_cli import main
-from attnfd.config import ConfigError
 from attnfd.data import build_dataset
 from attnfd.distill import build_distillers, parse_distill_spec
+from attnfd.errors import ConfigError
 from attnfd.metrics import IGNORE_INDEX
 from attnfd.paths import checkpoint_files
 from attnfd.teachers import load_model, teacher_dir

@@ -12,10 +12,10 @@ import os
 import warnings
 from pathlib import Path
 
-from attnfd.config import ConfigError
 from attnfd.data.cityscapes import CITYSCAPES
 from attnfd.data.registry import DATASETS, dataset_spec, file_dataset_names
 from attnfd.data.voc import VOC
+from attnfd.errors import ConfigError
 
 __all__ = ["CITYSCAPES", "DATASETS", "VOC", "build_dataset", "check_data", "dataset_class_names",
            "dataset_spec", "file_dataset_names", "resolve_data_root"]

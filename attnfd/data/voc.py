@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from attnfd.config import ConfigError
 from attnfd.data.layout import Sample, SplitIndex, read_index_png
 from attnfd.data.spec import DatasetSpec
+from attnfd.errors import ConfigError
 
 CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
