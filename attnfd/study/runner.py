@@ -231,11 +231,11 @@ def prepare_teacher_task(values: dict, threads: int) -> bytes:
     """Runs as a Ray task: its printed lines reach the study's console with Ray's prefix."""
     import torch
 
-    from attnfd.teachers import prepare_teacher
+    from attnfd.teachers import ensure_teacher
 
     torch.set_num_threads(threads)
     config = TrainConfig.from_dict(values)
-    return Path(prepare_teacher(config)).read_bytes()
+    return Path(ensure_teacher(config)).read_bytes()
 
 
 def total_trials(spec: StudySpec) -> int:
