@@ -14,8 +14,8 @@ Every field of ``TrainConfig`` is made with ``setting`` and so names its section
 and says whether it tells apart the rows of a results table (``row``): ``yes``; ``never``
 (where a trial ran, its seed: the trials of one row differ in these); ``when_distilling``
 (meaningless for a student trained alone, whose row ignores it). A study writes these into
-its study.json (``row_roles``) for the analysis, which imports no torch and reads them from
-there.
+its study.json for the analysis, which imports no torch and reads them from
+there (``field_roles``).
 
 ``check_sections`` refuses a config class with a field that does not say these, so that no
 field can be added without deciding whether it is part of a teacher.
@@ -70,6 +70,7 @@ def section_fields(cls: type, *sections: str) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if f.metadata["section"] in sections]
 
 
-def row_roles(cls: type) -> dict[str, str]:
-    """Each field's ``row`` metadata by name: how it tells apart the rows of a results table."""
-    return {f.name: f.metadata["row"] for f in dataclasses.fields(cls)}
+def field_roles(cls: type) -> dict[str, dict[str, str]]:
+    """Each field's section and row role by name, as a study writes them into study.json
+    (``config_fields``) for the analysis."""
+    return {f.name: {"section": f.metadata["section"], "row": f.metadata["row"]} for f in dataclasses.fields(cls)}

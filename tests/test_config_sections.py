@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from attnfd.config import TrainConfig, content_key, teacher_config
-from attnfd.config_sections import check_sections, row_roles, setting
+from attnfd.config_sections import check_sections, field_roles, setting
 
 
 def teacher_name(values: dict) -> str:
@@ -65,7 +65,7 @@ def test_a_field_says_its_teacher_rules_only_where_they_apply():
 
 
 def test_row_roles_are_the_tables_former_lists():
-    roles = row_roles(TrainConfig)
+    roles = {name: described["row"] for name, described in field_roles(TrainConfig).items()}
     assert {n for n, r in roles.items() if r == "never"} == {
         "seed", "out_dir", "resume", "cache_dir", "device", "workers", "threads", "teacher_checkpoint", "data_root"}
     assert {n for n, r in roles.items() if r == "when_distilling"} == {

@@ -386,6 +386,7 @@ def run_study(spec: StudySpec) -> list[dict]:
     started = _init_ray(spec)
     try:
         if meta is None:
+            from attnfd.config_sections import field_roles
             from attnfd.data import dataset_class_names
             from attnfd.study.confirm import confirm_plan
 
@@ -393,6 +394,8 @@ def run_study(spec: StudySpec) -> list[dict]:
                 "protocol": spec.protocol, "dataset": configs[0].dataset,
                 "class_names": list(dataset_class_names(configs[0].dataset)), "seeds": spec.seeds,
                 "metric": "miou", "searched": spec.searched, "num_samples": spec.num_samples,
+                # which config fields tell rows apart, for the analysis (which imports no torch)
+                "config_fields": field_roles(TrainConfig),
                 "trials": total_trials(spec),  # the first phase's, so a watcher knows how far it is
                 **({"confirm": confirm_plan(spec)} if spec.search and spec.confirm else {}),
             })
