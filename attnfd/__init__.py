@@ -6,7 +6,7 @@ torch or ray, so the training API is loaded on first use.
 
 __version__ = "0.1.0"
 
-_LAZY = {"TrainConfig": "attnfd.config", "ConfigError": "attnfd.config", "fit": "attnfd.trainer"}
+_LAZY = {"TrainConfig": "attnfd.config", "ConfigError": "attnfd.errors", "fit": "attnfd.trainer"}
 
 
 def __getattr__(name: str):

@@ -24,13 +24,12 @@ from PIL import Image, ImageDraw
 from torch import nn
 
 from attnfd import checkpoint as ckpt
-from attnfd.attention_maps_cli import main
-from attnfd.config import ConfigError
 from attnfd.data import build_dataset
 from attnfd.distill import build_distillers, parse_distill_spec
+from attnfd.errors import ConfigError
 from attnfd.metrics import IGNORE_INDEX
+from attnfd.model_files import load_model, teacher_dir
 from attnfd.paths import checkpoint_files
-from attnfd.teachers import load_model, teacher_dir
 
 KINDS = ("teacher raw", "teacher refined", "student raw", "student refined")
 HEADER = 26
@@ -224,4 +223,4 @@ def _output_folder(path: str | Path) -> Path:
     return path.parent.parent if path.parent.name == "checkpoint" else path.parent
 
 
-__all__ = ["attention_grid", "feature_maps", "load_run", "main"]
+__all__ = ["attention_grid", "feature_maps", "load_run"]

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from attnfd.arguments import OneLineParser, fail, integer
-from attnfd.config import ConfigError
+from attnfd.errors import ConfigError
 from attnfd.paths import checkpoint_files, folder_problem
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from attnfd.config import ConfigError
+from attnfd.errors import ConfigError
 from attnfd.paths import MODEL_FILE, STATE_FILE
 
 __all__ = ["MODEL_FILE", "STATE_FILE", "CheckpointError", "atomic_save", "load"]

@@ -119,15 +119,16 @@ def _train(args: argparse.Namespace) -> None:
         config = dataclasses.replace(config, out_dir=default_out_dir(config))
     _check_out_dir(config, overwrite)
     from attnfd import checkpoint as ckpt
+    from attnfd.model_files import saved_miou, teacher_dir
     from attnfd.progress import ProgressLog
-    from attnfd.teachers import prepare_teacher, saved_miou, teacher_dir
+    from attnfd.teachers import ensure_teacher
     from attnfd.trainer import NonFiniteLossError, fit
 
     teacher_line = None
     if config.distilling:
         # the teacher first, in its own words (cached, or trained now), so the summary can say which
         cached = config.teacher_checkpoint is not None or (teacher_dir(config)[0] / ckpt.MODEL_FILE).is_file()
-        teacher_file = prepare_teacher(config)
+        teacher_file = ensure_teacher(config)
         config = dataclasses.replace(config, teacher_checkpoint=str(teacher_file))
         origin = "given" if values.get("teacher_checkpoint") else "from the cache" if cached else "trained by this run"
         teacher_line = f"teacher {config.teacher_backbone}: val mIoU {saved_miou(teacher_file):.4f} ({origin}, {teacher_file})"
@@ -147,7 +148,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     if args.device not in ("auto", "cpu", "cuda") and not args.device.startswith("cuda:"):
         fail(f"--device must be auto, cpu or cuda[:N], got {args.device!r}")
     from attnfd.data import build_dataset
-    from attnfd.teachers import load_model
+    from attnfd.model_files import load_model
     from attnfd.trainer import _loader, evaluate, resolve_device
 
     device = resolve_device(args.device)

@@ -23,11 +23,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+# ConfigError is also read from here (``from attnfd.config import ConfigError``)
+from attnfd.config_sections import TEACHER_SECTIONS, check_sections, section_fields, setting
+from attnfd.errors import ConfigError
 from attnfd.names import ALL_TAPS, BACKBONES, TAPS
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message is one line naming the field."""
 
 
 def _is_int(value: Any) -> bool:
@@ -96,82 +95,84 @@ RECIPE_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+@check_sections
 @dataclass
 class TrainConfig:
-    role: str = "student"
-    dataset: str = "shapes"
-    data_root: str | None = None
-    backbone: str | None = None
+    # each field's section and table-row role: attnfd.config_sections
+    role: str = setting("student", "run")
+    dataset: str = setting("shapes", "data")
+    data_root: str | None = setting(None, "data", row="never")
+    backbone: str | None = setting(None, "model", teacher_from="teacher_backbone")
     # the data set's recipe: resnet101 (the paper) for voc and cityscapes, resnet50 for shapes
-    teacher_backbone: str | None = None
-    backbone_weights: str | None = None
-    teacher_backbone_weights: str | None = None
-    output_stride: int | None = None
-    head_channels: int | None = None
-    aspp_rates: tuple[int, ...] | None = None
-    image_size: Any = None
-    train_size: int | None = None
-    val_size: int | None = None
-    data_seed: int = 0
-    distill: str | None = None
+    teacher_backbone: str | None = setting(None, "distillation", row="when_distilling")
+    backbone_weights: str | None = setting(None, "model", teacher_from="teacher_backbone_weights")
+    teacher_backbone_weights: str | None = setting(None, "distillation", row="when_distilling")
+    output_stride: int | None = setting(None, "model")
+    head_channels: int | None = setting(None, "model")
+    aspp_rates: tuple[int, ...] | None = setting(None, "model")
+    image_size: Any = setting(None, "data")
+    train_size: int | None = setting(None, "data")
+    val_size: int | None = setting(None, "data")
+    data_seed: int = setting(0, "data")
+    distill: str | None = setting(None, "distillation")
     # per-method options over attnfd.distill.defaults, "kd.temperature=4,at.layers=encoder+decoder"
-    distill_options: str | None = None
-    alpha: float | None = None
-    alpha_schedule: str = "constant"
-    alpha_decay_start: float = 0.5
-    layers: tuple[str, ...] = TAPS
-    teacher_gate: str = "learned"
-    norm: str = "channel"
-    tap_relu: str = "pre"
-    epochs: int | None = None
-    teacher_epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float | None = None
-    head_lr_mult: float | None = None
+    distill_options: str | None = setting(None, "distillation")
+    alpha: float | None = setting(None, "distillation", row="when_distilling")
+    alpha_schedule: str = setting("constant", "distillation", row="when_distilling")
+    alpha_decay_start: float = setting(0.5, "distillation", row="when_distilling")
+    layers: tuple[str, ...] = setting(TAPS, "distillation", row="when_distilling")
+    teacher_gate: str = setting("learned", "distillation", row="when_distilling")
+    norm: str = setting("channel", "distillation", row="when_distilling")
+    tap_relu: str = setting("pre", "distillation", row="when_distilling")
+    epochs: int | None = setting(None, "optimisation", teacher_from="teacher_epochs")
+    teacher_epochs: int | None = setting(None, "distillation", row="when_distilling")
+    batch_size: int | None = setting(None, "optimisation")
+    lr: float | None = setting(None, "optimisation")
+    momentum: float = setting(0.9, "optimisation")
+    nesterov: bool = setting(False, "optimisation")
+    weight_decay: float | None = setting(None, "optimisation")
+    head_lr_mult: float | None = setting(None, "optimisation")
     # the data set's recipe: cosine (the AttnFD paper) for voc, cityscapes and shapes, poly for the
     # recipes of the other literature
-    lr_schedule: str | None = None
-    eval_every: int = 1
-    seed: int = 0
-    teacher_seed: int = 0
-    workers: int | None = None
+    lr_schedule: str | None = setting(None, "optimisation")
+    eval_every: int = setting(1, "placement", teacher_run=True)
+    seed: int = setting(0, "optimisation", row="never", teacher_from="teacher_seed")
+    teacher_seed: int = setting(0, "distillation", row="when_distilling")
+    workers: int | None = setting(None, "placement", row="never", teacher_run=True)
     # torch's intra-op threads for the run (None: torch's default, one per core); results repeat
     # exactly only at the same thread count, and a study trial runs with --cpus-per-trial threads
-    threads: int | None = None
-    device: str = "auto"
-    amp: bool = True
-    out_dir: str | None = None
-    cache_dir: str | None = None
-    teacher_checkpoint: str | None = None
-    resume: str | None = None
+    threads: int | None = setting(None, "placement", row="never")
+    device: str = setting("auto", "placement", row="never", teacher_run=True)
+    amp: bool = setting(True, "placement", teacher_run=True)
+    out_dir: str | None = setting(None, "placement", row="never")
+    cache_dir: str | None = setting(None, "placement", row="never", teacher_run=True)
+    teacher_checkpoint: str | None = setting(None, "placement", row="never")
+    resume: str | None = setting(None, "placement", row="never")
     # the model carries a CBAM on each tap in its forward path (a teacher for teacher_gate=learned)
-    tap_gates: bool = False
+    tap_gates: bool = setting(False, "model")
     # a bundle of the values below (RECIPES); "paper" changes nothing
-    recipe: str = "paper"
+    recipe: str = setting("paper", "run")
     # architecture (attnfd/models): Bottleneck ResNet layer4 as a multi-grid unit (1, 2, 4);
     # MobileNetV2 dilated by the official rule and padded explicitly; bilinear align_corners;
     # tap gates held beside the forward path instead of in it
-    multi_grid: bool = False
-    mobilenet_dilation: str = "stage"
-    fixed_padding: bool = False
-    align_corners: bool = False
-    tap_gates_inline: bool = True
+    multi_grid: bool = setting(False, "model", if_set=True)
+    mobilenet_dilation: str = setting("stage", "model", if_set=True)
+    fixed_padding: bool = setting(False, "model", if_set=True)
+    align_corners: bool = setting(False, "model", if_set=True)
+    tap_gates_inline: bool = setting(True, "model", if_set=True)
     # loss scale (trainer): cross-entropy divided once more by the batch size
-    ce_batch_average: bool = False
+    ce_batch_average: bool = setting(False, "optimisation", if_set=True)
     # lr multiplied by batch_size / lr_batch_reference (the official code's 6 images per GPU)
-    lr_batch_reference: int | None = None
+    lr_batch_reference: int | None = setting(None, "optimisation", if_set=True)
     # joint: connectors train with the student all along; first_epoch: epoch 0 trains only the
     # connectors, which are frozen from then on
-    connector_schedule: str = "joint"
+    connector_schedule: str = setting("joint", "distillation")
     # eval: the teacher frozen in eval mode; train: BN batch statistics and active dropout
-    teacher_mode: str = "eval"
+    teacher_mode: str = setting("eval", "distillation")
     # the student CBAMs' channel MLP is optimised (the official code leaves it at its init)
-    train_student_channel_mlp: bool = True
+    train_student_channel_mlp: bool = setting(True, "distillation")
     # voc: train_aug (VOC train + SBD when SBD is found) or train (the 1,464 VOC images)
-    voc_train_split: str = "train_aug"
+    voc_train_split: str = setting("train_aug", "data", if_set=True)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None = None) -> TrainConfig:
@@ -200,7 +201,8 @@ class TrainConfig:
 
     def resolved(self) -> TrainConfig:
         """Fill the data set's recipe into unset fields, normalise types, and validate."""
-        # imported here: the data modules import this one for ConfigError
+        # imported here: the registry loads every data set's module, which a config that is only
+        # built and saved (the study driver's, the analysis') never needs
         from attnfd.data.registry import dataset_spec
 
         preset = dataset_spec(self.dataset).preset
@@ -335,45 +337,37 @@ class TrainConfig:
 # 3: shapes whose classes are the surface an object lies on)
 CACHE_REVISION = 3
 
-# fields that say how a teacher is made; two configs equal on these share one teacher
-TEACHER_CONTENT_FIELDS = (
-    "dataset", "data_root", "backbone", "backbone_weights", "output_stride", "head_channels", "aspp_rates",
-    "image_size", "train_size", "val_size", "data_seed", "epochs", "batch_size", "lr", "momentum",
-    "nesterov", "weight_decay", "head_lr_mult", "lr_schedule", "seed", "tap_gates",
-)
+# what a teacher is made of, by its sections (attnfd.config_sections): two configs equal on
+# these share one teacher
+TEACHER_FIELDS = section_fields(TrainConfig, *TEACHER_SECTIONS)
+TEACHER_CONTENT_FIELDS = tuple(f.name for f in TEACHER_FIELDS if not f.metadata["if_set"])
 # fields added after teachers were cached: they enter the key only when they differ from their
 # default, so every teacher cached before them keeps its key (and is reused)
-TEACHER_OPTIONAL_FIELDS = (
-    "multi_grid", "mobilenet_dilation", "fixed_padding", "align_corners", "tap_gates_inline", "ce_batch_average",
-    "lr_batch_reference", "voc_train_split",
-)
+TEACHER_OPTIONAL_FIELDS = tuple(f.name for f in TEACHER_FIELDS if f.metadata["if_set"])
 
 
 def teacher_config(student: TrainConfig) -> TrainConfig:
-    """The config that trains the teacher a distillation run needs."""
-    return TrainConfig(
-        role="teacher", dataset=student.dataset, data_root=student.data_root, backbone=student.teacher_backbone,
-        teacher_backbone=student.teacher_backbone, backbone_weights=student.teacher_backbone_weights,
-        output_stride=student.output_stride, head_channels=student.head_channels, aspp_rates=student.aspp_rates,
-        image_size=student.image_size, train_size=student.train_size, val_size=student.val_size,
-        data_seed=student.data_seed, epochs=student.teacher_epochs, teacher_epochs=student.teacher_epochs,
-        batch_size=student.batch_size, lr=student.lr, momentum=student.momentum, nesterov=student.nesterov,
-        weight_decay=student.weight_decay, head_lr_mult=student.head_lr_mult, lr_schedule=student.lr_schedule,
-        eval_every=student.eval_every, seed=student.teacher_seed, workers=student.workers, device=student.device,
-        amp=student.amp, cache_dir=student.cache_dir, recipe=student.recipe,
-        **{name: getattr(student, name) for name in TEACHER_OPTIONAL_FIELDS},
+    """The config that trains the teacher a distillation run needs: the student's teacher
+    sections (each field from the student's ``teacher_from`` field where it names one), the
+    placement a teacher's run takes from the student (``teacher_run``) and the student's recipe."""
+    values = {f.name: getattr(student, f.metadata["teacher_from"] or f.name) for f in TEACHER_FIELDS}
+    values.update({f.name: getattr(student, f.name) for f in section_fields(TrainConfig, "placement")
+                   if f.metadata["teacher_run"]})
+    values.update(
+        role="teacher", recipe=student.recipe,
+        # the teacher's own config names it as the student's does
+        teacher_backbone=student.teacher_backbone, teacher_epochs=student.teacher_epochs,
         # always with CBAMs in its forward path: the learned gate needs them, the other gate
         # options read the raw taps, so one teacher serves a whole study over teacher_gate
         tap_gates=True,
-    ).resolved()
+    )
+    return TrainConfig(**values).resolved()
 
 
 def content_key(config: TrainConfig) -> str:
-    """A digest of what determines a trained teacher: architecture, data set and recipe."""
-    content = {name: getattr(config, name) for name in TEACHER_CONTENT_FIELDS}
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
-    content.update({name: getattr(config, name) for name in TEACHER_OPTIONAL_FIELDS
-                    if getattr(config, name) != defaults[name]})
+    """A digest of what determines a trained teacher: its data, model and optimisation sections."""
+    content = {f.name: getattr(config, f.name) for f in TEACHER_FIELDS
+               if not f.metadata["if_set"] or getattr(config, f.name) != f.default}
     # a teacher cached before a change to the generator or to model init must not be reused
     content["revision"] = CACHE_REVISION
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-from attnfd.config import ConfigError
+from attnfd.errors import ConfigError
 
 STATE_FILE = "state.pt"
 MODEL_FILE = "model.pt"

@@ -63,11 +63,11 @@ from attnfd.data import build_dataset, check_data
 from attnfd.distill import build_distillers
 from attnfd.distill.total import combine
 from attnfd.metrics import IGNORE_INDEX, ConfusionMatrix
+from attnfd.model_files import load_model, teacher_dir, teacher_file
 from attnfd.models import STAGE_TAPS, build_model
 from attnfd.progress import ProgressLog
 from attnfd.random_stream import RandomStream
 from attnfd.schedules import alpha_at, lr_factor
-from attnfd.teachers import load_model, prepare_teacher, teacher_dir
 
 Report = Callable[[dict, str], None]
 # a cohort's report: one row per student (None for a student that left the cohort earlier)
@@ -381,11 +381,11 @@ class Cohort:
         self.config = first
         self.device = resolve_device(first.device)
         self.amp = first.amp and self.device.type == "cuda"
-        # the teacher first: training it reseeds, and a run must not depend on whether
-        # its teacher was cached or trained just now
+        # a missing data set or teacher fails here, before anything is built; the teacher is
+        # trained beforehand, by whoever starts the run (attnfd.teachers.ensure_teacher)
         check_data(first)
         distilling = [c for c in configs if c.distilling]
-        teacher_file = prepare_teacher(distilling[0]) if distilling else None
+        teacher_path = teacher_file(distilling[0]) if distilling else None
         ckpt.seed_everything(first.seed)
         self.train_set = build_dataset(first, "train")
         self.val_set = build_dataset(first, "val")
@@ -403,9 +403,9 @@ class Cohort:
                 models.append((build_model(config).to(self.device), stream))
         self.teacher = None
         self.teacher_stream = RandomStream(first.seed, "teacher", self.device)
-        if teacher_file is not None:
+        if teacher_path is not None:
             with self.teacher_stream:
-                self.teacher, _ = load_model(teacher_file, self.device)
+                self.teacher, _ = load_model(teacher_path, self.device)
                 self.teacher.eval().requires_grad_(False)
                 if any(names_stage_taps(c) for c in distilling):
                     self.teacher.require_stage_taps()
@@ -617,7 +617,9 @@ def fit(config: TrainConfig | dict, report: Report | None = None, progress: Prog
 
     ``report(metrics, checkpoint_dir)`` is called after every epoch with the folder that
     holds the run's full state at that point; ``progress`` (if given) prints an early
-    estimate and one line per epoch. The run uses ``config.threads`` torch threads.
+    estimate and one line per epoch. The run uses ``config.threads`` torch threads. A
+    distillation run loads its teacher (``config.teacher_checkpoint`` or the cached one) and
+    raises ConfigError if there is none: ``attnfd.teachers.ensure_teacher`` trains it.
     """
     config = _resolve(config)
     with torch_threads(config.threads):

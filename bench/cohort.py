@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from attnfd.config import TrainConfig
 from attnfd.study.protocols import protocol_cells
 from attnfd.study.runner import LOCAL_NODE_IP, StudySpec, run_study
-from attnfd.teachers import prepare_teacher
+from attnfd.teachers import ensure_teacher
 
 IDENTITY = {"study", "trial_id", "cohort", "node", "pid", "time", "seconds", "shared_seconds", "node_id"}
 
@@ -105,7 +105,7 @@ def main() -> None:
     cells = protocol_cells("layers", [args.student])
     print(f"Table 3 protocol: {len(cells)} cells of {args.student}, seed 0, on shapes; {args.cpus} CPUs, "
           f"{args.cpus_per_trial:g} per trial", flush=True)
-    print(f"teacher: {prepare_teacher(TrainConfig.from_dict({**base, 'distill': 'attnfd'}))}", flush=True)
+    print(f"teacher: {ensure_teacher(TrainConfig.from_dict({**base, 'distill': 'attnfd'}))}", flush=True)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(num_cpus=args.cpus, include_dashboard=False, _node_ip_address=LOCAL_NODE_IP, log_to_driver=False)
     results = {}

@@ -32,7 +32,8 @@ from attnfd.config import TrainConfig
 from attnfd.data import build_dataset
 from attnfd.distill import DISTILLERS
 from attnfd.metrics import ConfusionMatrix
-from attnfd.teachers import prepare_teacher, saved_miou
+from attnfd.model_files import saved_miou
+from attnfd.teachers import ensure_teacher
 from attnfd.trainer import fit
 
 
@@ -125,7 +126,7 @@ def main() -> None:
     base = {"dataset": "shapes", "backbone": args.student, "cache_dir": args.cache_dir, "recipe": args.recipe,
             **config_overrides(args.overrides)}
     started = time.perf_counter()
-    teacher_file = prepare_teacher(TrainConfig.from_dict({**base, "distill": "attnfd"}))
+    teacher_file = ensure_teacher(TrainConfig.from_dict({**base, "distill": "attnfd"}))
     teacher = saved_miou(teacher_file)
     print(json.dumps({"run": "teacher", "miou": teacher, "seconds": round(time.perf_counter() - started)}), flush=True)
 

@@ -13,6 +13,18 @@ TINY = dict(
 )
 
 
+def with_teacher(values):
+    """``values`` (a config dict or TrainConfig) as given, its teacher trained into the cache
+    first when it distils and none is there: the trainer only loads a teacher."""
+    from attnfd.config import TrainConfig
+    from attnfd.teachers import ensure_teacher
+
+    config = values if isinstance(values, TrainConfig) else TrainConfig.from_dict(values)
+    if config.distilling:
+        ensure_teacher(config, quiet=True)
+    return values
+
+
 @pytest.fixture(scope="session")
 def teacher_cache(tmp_path_factory):
     """One teacher cache for the session: the tiny teacher is trained once."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import with_teacher
 from PIL import Image
 from plotly.colors import sample_colorscale, unlabel_rgb
 
-from attnfd.attention_maps import HEADER, KINDS, SWATCH, main
+from attnfd.attention_maps import HEADER, KINDS, SWATCH
+from attnfd.attention_maps_cli import main
 from attnfd.data.shapes import PALETTE
 from attnfd.trainer import fit
 
@@ -23,7 +25,7 @@ def run(module_tmp):
         "cache_dir": str(root / "cache"), "out_dir": str(root / "student"), "distill": "attnfd", "layers": "encoder,decoder",
         "teacher_gate": "learned",
     }
-    fit(config)
+    fit(with_teacher(config))
     return root
 
 

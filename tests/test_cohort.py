@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, with_teacher
 
 from attnfd import checkpoint as ckpt
 from attnfd.config import ConfigError, TrainConfig
@@ -31,7 +31,10 @@ def _strip(row: dict) -> dict:
 @pytest.fixture(scope="module")
 def base(module_tmp, teacher_cache):
     # dropout, momentum and two epochs: anything a student could take from another shows up
-    return {**TINY, "cache_dir": teacher_cache, "threads": 1, "seed": 4, "epochs": 2, "train_size": 12}
+    values = {**TINY, "cache_dir": teacher_cache, "threads": 1, "seed": 4, "epochs": 2, "train_size": 12}
+    # the one teacher of the distilling cells
+    with_teacher({**values, "distill": "attnfd"})
+    return values
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import with_teacher
 from hardening_checks import one_line_error, tree, truncate
 
-from attnfd.attention_maps import main as maps_main
+from attnfd.attention_maps_cli import main as maps_main
 from attnfd.cli import main
 from attnfd.trainer import fit
 
@@ -20,10 +21,10 @@ from attnfd.trainer import fit
 def run(module_tmp) -> Path:
     """A tiny AttnFD student's run folder (model.pt and checkpoint/state.pt)."""
     root = module_tmp
-    fit({"dataset": "shapes", "image_size": 32, "head_channels": 16, "train_size": 4, "val_size": 3, "epochs": 1,
-         "teacher_epochs": 1, "batch_size": 2, "teacher_backbone": "resnet18", "backbone": "resnet18",
-         "device": "cpu", "cache_dir": str(root / "cache"), "out_dir": str(root / "run"), "distill": "attnfd",
-         "layers": "encoder,decoder"})
+    fit(with_teacher({"dataset": "shapes", "image_size": 32, "head_channels": 16, "train_size": 4, "val_size": 3,
+                      "epochs": 1, "teacher_epochs": 1, "batch_size": 2, "teacher_backbone": "resnet18",
+                      "backbone": "resnet18", "device": "cpu", "cache_dir": str(root / "cache"),
+                      "out_dir": str(root / "run"), "distill": "attnfd", "layers": "encoder,decoder"}))
     return root / "run"
 
 

@@ -154,7 +154,7 @@ def test_a_damaged_cached_teacher_is_moved_aside_and_rebuilt(tiny, tmp_path, cap
     assert [p for p in teacher.parent.glob("model.pt.corrupt-*") if p.suffix != ".sha256"]
     assert list(state.parent.glob("state.pt.corrupt-*"))
     assert checksum.read_text().strip() == digest(teacher)
-    from attnfd.teachers import load_model
+    from attnfd.model_files import load_model
 
     load_model(teacher)
 

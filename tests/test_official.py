@@ -24,9 +24,9 @@ from attnfd.config import (
 )
 from attnfd.distill import DISTILLERS
 from attnfd.distill.overhaul import margin_from_batchnorm, partial_l2
+from attnfd.model_files import load_model
 from attnfd.models import build_model
 from attnfd.models.convert import ConversionError, convert_file
-from attnfd.teachers import load_model
 from attnfd.trainer import Run, fit
 
 IMAGE = 96

@@ -14,7 +14,7 @@ import hashlib
 
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, with_teacher
 
 from attnfd import random_stream, trainer
 from attnfd.data.miniature import write_voc
@@ -39,8 +39,9 @@ def what_the_student_sees(config: dict) -> dict:
     torch's generator when the step starts (what the student's dropout will draw from)."""
     seen = {"steps": []}
     step, init = trainer.Student._step, trainer.Student.__init__
+    # the teacher is trained (the first time one is needed) before anything is recorded
+    with_teacher(config)
 
-    # (a teacher trained on the way, the first time one is needed, is a run of its own: not recorded)
     def recording_init(self, run_config, model, *args):
         if run_config.role == "student":
             seen["student"] = digest(*model.state_dict().values())

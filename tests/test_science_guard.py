@@ -17,7 +17,8 @@ from torch import nn
 from attnfd import checkpoint as ckpt
 from attnfd import trainer
 from attnfd.config import TrainConfig
-from attnfd.teachers import prepare_teacher, saved_miou
+from attnfd.model_files import saved_miou
+from attnfd.teachers import ensure_teacher
 
 GUARD = dict(
     dataset="shapes", image_size=32, head_channels=32, train_size=1024, val_size=128, batch_size=16, lr=0.1,
@@ -33,7 +34,7 @@ MARGIN = 0.05
 @pytest.fixture(scope="module")
 def guard_cache(module_tmp):
     cache = str(module_tmp / "teacher")
-    teacher = prepare_teacher(TrainConfig.from_dict({**GUARD, "cache_dir": cache, "distill": "attnfd"}), quiet=True)
+    teacher = ensure_teacher(TrainConfig.from_dict({**GUARD, "cache_dir": cache, "distill": "attnfd"}), quiet=True)
     assert saved_miou(teacher) > 0.3  # well past the plain student, which is at background only
     return cache
 

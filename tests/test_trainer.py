@@ -4,9 +4,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import with_teacher
 
-from attnfd.config import TrainConfig
-from attnfd.teachers import load_model, teacher_dir
+from attnfd.config import ConfigError, TrainConfig
+from attnfd.model_files import load_model, teacher_dir
+from attnfd.teachers import ensure_teacher
 from attnfd.trainer import NonFiniteLossError, Run, fit
 
 
@@ -33,7 +35,7 @@ def test_seeded_runs_repeat_and_resume_continues_exactly(tiny, tmp_path):
     # which the checkpoint must carry as well as the student's generators
     config = {**tiny, "role": "student", "distill": "attnfd", "epochs": 3, "teacher_mode": "train"}
     full = []
-    fit(config, lambda row, _: full.append(_strip(row)))
+    fit(with_teacher(config), lambda row, _: full.append(_strip(row)))
 
     # the same run, stopped after its first epoch by a failing report callback
     first = {**config, "out_dir": str(tmp_path / "interrupted")}
@@ -53,14 +55,25 @@ def test_seeded_runs_repeat_and_resume_continues_exactly(tiny, tmp_path):
     assert again == full
 
 
+def test_the_trainer_loads_a_teacher_and_never_trains_one(tiny, tmp_path):
+    cache = tmp_path / "empty-cache"
+    with pytest.raises(ConfigError, match=r"no teacher resnet18 on shapes in the cache .*ensure_teacher"):
+        fit({**tiny, "cache_dir": str(cache), "distill": "attnfd", "epochs": 1})
+    assert not (cache / "teachers").exists() and not Path(tiny["out_dir"]).exists()
+
+
 def test_distillation_trains_one_teacher_and_reuses_it(tiny, tmp_path):
     tiny = {**tiny, "cache_dir": str(tmp_path / "own-cache")}
-    fit({**tiny, "distill": "attnfd", "epochs": 1, "seed": 1})
+    first = {**tiny, "distill": "attnfd", "epochs": 1, "seed": 1}
+    model_file = ensure_teacher(TrainConfig.from_dict(first), quiet=True)
+    fit(first)
     folder, _ = teacher_dir(TrainConfig.from_dict({**tiny, "distill": "attnfd"}))
-    model_file = folder / "model.pt"
+    assert model_file == folder / "model.pt"
     stamp = model_file.stat().st_mtime_ns
-    fit({**tiny, "distill": "attnfd", "epochs": 1, "seed": 2, "out_dir": str(tmp_path / "second"),
-         "layers": "decoder", "alpha": 3.0})
+    second = {**tiny, "distill": "attnfd", "epochs": 1, "seed": 2, "out_dir": str(tmp_path / "second"),
+              "layers": "decoder", "alpha": 3.0}
+    assert ensure_teacher(TrainConfig.from_dict(second), quiet=True) == model_file
+    fit(second)
     assert model_file.stat().st_mtime_ns == stamp
     assert len(list((Path(tiny["cache_dir"]) / "teachers").glob("*/model.pt"))) == 1
     teacher, config = load_model(model_file)
@@ -76,7 +89,7 @@ def test_distillation_trains_one_teacher_and_reuses_it(tiny, tmp_path):
 
 def test_teacher_is_frozen_during_distillation(tiny):
     # the teacher in memory, after an epoch of steps: its file on disk is never rewritten by a student run
-    run = Run(TrainConfig.from_dict({**tiny, "distill": "attnfd", "epochs": 1}))
+    run = Run(with_teacher(TrainConfig.from_dict({**tiny, "distill": "attnfd", "epochs": 1})))
     teacher = {k: v.clone() for k, v in run.teacher.state_dict().items()}  # weights and BN statistics
     connectors = {k: v.clone() for k, v in run.distillers.state_dict().items() if ".connectors." in k}
     run.train_epoch()

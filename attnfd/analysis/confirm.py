@@ -73,7 +73,7 @@ class Confirmation:
         self.study, self.correction = study, correction
         self.meta = study.meta.get("confirm") or {}
         self.cells = list(self.meta.get("cells") or [])
-        fields = cell_fields(study.trials)
+        fields = cell_fields(study.trials, study.row_roles)
         confirm = study.phase(CONFIRM)
         self.rows = build_rows(confirm, correction, fields=fields)
         self.cell = {id(r): _cell_of(r, self.cells) for r in self.rows}
@@ -84,7 +84,7 @@ class Confirmation:
         by_key: dict[tuple, list[float]] = {}
         for t in search.trials.to_dict("records"):
             if t["status"] == "completed" and isinstance(t.get("miou"), float) and math.isfinite(t["miou"]):
-                by_key.setdefault(cell_key(t, fields), []).append(100 * t["miou"])
+                by_key.setdefault(cell_key(t, fields, study.row_roles), []).append(100 * t["miou"])
         self.search_miou = {id(r): (sum(v) / len(v) if (v := by_key.get(r.key)) else math.nan) for r in self.rows}
         scored = [r for r in self.rows if r.metrics["miou"].n]
         self.ranked = sorted(scored, key=lambda r: -r.metrics["miou"].mean)

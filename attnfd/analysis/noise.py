@@ -54,7 +54,7 @@ def seed_noise(rows: list[Row], source: str, metric: str = "miou") -> SeedNoise 
 def search_noise(study: Study) -> SeedNoise | None:
     """A search's seed noise: from its confirm stage, else from configs it ran at several seeds."""
     confirm = study.phase(CONFIRM)
-    fields = cell_fields(study.trials) if len(study.trials) else []
+    fields = cell_fields(study.trials, study.row_roles) if len(study.trials) else []
     if len(confirm.trials):
         seeds = ", ".join(map(str, (study.meta.get("confirm") or {}).get("seeds") or []))
         found = seed_noise(build_rows(confirm, fields=fields), f"the confirm stage, seeds {seeds}".rstrip(", "))

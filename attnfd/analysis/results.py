@@ -25,19 +25,12 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from attnfd.analysis.folder import Folder, one_line, shown
+from attnfd.analysis.row_roles import RowRoles
 from attnfd.names import CONFIRM
 
 CONFIG = "config/"
 DEFAULT_STORAGE = Path("~/attnfd_results")
 STORAGE_ENV = "ATTNFD_RESULTS"
-# fields that say where or how a trial ran, not what it trained
-NOT_IDENTITY = ("seed", "out_dir", "resume", "cache_dir", "device", "workers", "threads", "teacher_checkpoint",
-                "data_root")
-# fields that mean nothing for a student trained alone: its cell ignores them
-DISTILL_ONLY = (
-    "layers", "alpha", "alpha_schedule", "alpha_decay_start", "teacher_gate", "norm", "tap_relu",
-    "teacher_backbone", "teacher_backbone_weights", "teacher_epochs", "teacher_seed",
-)
 # always part of a cell's identity, so every label names the model and the method
 ALWAYS_IN_KEY = ("role", "backbone", "distill")
 UNFINISHED = ("running", "pending")
@@ -83,6 +76,11 @@ class Study:
         if name == CONFIRM:
             meta["seeds"] = (self.meta.get("confirm") or {}).get("seeds")
         return Study(folder=self.folder, meta=meta, epochs=epochs, trials=trials, warnings=self.warnings)
+
+    @property
+    def row_roles(self) -> RowRoles:
+        """Which config fields tell its rows apart (study.json ``config_fields``)."""
+        return RowRoles.of(self.meta)
 
     @property
     def protocol(self) -> str:
@@ -380,38 +378,39 @@ def config_fields(trials: pd.DataFrame) -> list[str]:
     return [c.removeprefix(CONFIG) for c in trials.columns if str(c).startswith(CONFIG)]
 
 
-def _identity(trial: dict, field_name: str) -> Any:
+def _identity(trial: dict, field_name: str, roles: RowRoles) -> Any:
     value = trial.get(CONFIG + field_name)
-    if field_name in DISTILL_ONLY and trial.get(CONFIG + "distill") in (None, "none", ""):
+    if field_name in roles.when_distilling and trial.get(CONFIG + "distill") in (None, "none", ""):
         return None
     if field_name == "distill" and value in (None, ""):
         return "none"
     return value
 
 
-def varying_fields(trials: pd.DataFrame) -> list[str]:
+def varying_fields(trials: pd.DataFrame, roles: RowRoles) -> list[str]:
     """Config fields (seed and run placement aside) whose value differs between trials."""
     records = trials.to_dict("records")
     out = []
     for name in config_fields(trials):
-        if name in NOT_IDENTITY:
+        if name in roles.never:
             continue
         # a plain student's blanked distillation fields do not make a field vary
-        values = {json.dumps(_identity(r, name), default=str) for r in records}
-        if name in DISTILL_ONLY:
+        values = {json.dumps(_identity(r, name, roles), default=str) for r in records}
+        if name in roles.when_distilling:
             values.discard("null")
         if len(values) > 1:
             out.append(name)
     return out
 
 
-def cell_fields(trials: pd.DataFrame) -> list[str]:
+def cell_fields(trials: pd.DataFrame, roles: RowRoles) -> list[str]:
     present = set(config_fields(trials))
-    return [f for f in ALWAYS_IN_KEY if f in present] + [f for f in varying_fields(trials) if f not in ALWAYS_IN_KEY]
+    return [f for f in ALWAYS_IN_KEY if f in present] + [f for f in varying_fields(trials, roles)
+                                                          if f not in ALWAYS_IN_KEY]
 
 
-def cell_key(trial: dict, fields: list[str]) -> tuple:
-    return tuple((name, _identity(trial, name)) for name in fields)
+def cell_key(trial: dict, fields: list[str], roles: RowRoles) -> tuple:
+    return tuple((name, _identity(trial, name, roles)) for name in fields)
 
 
 def format_value(value: Any) -> str:

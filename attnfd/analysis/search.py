@@ -49,7 +49,7 @@ def dimensions(study: Study) -> list[str]:
     """The searched config fields (study.json ``searched``), else every field that varies."""
     present = {c.removeprefix(CONFIG) for c in study.trials.columns if str(c).startswith(CONFIG)}
     searched = [d for d in study.searched if d in present]
-    return searched or [d for d in varying_fields(study.trials) if d != "role"]
+    return searched or [d for d in varying_fields(study.trials, study.row_roles) if d != "role"]
 
 
 def _spec(study: Study, dim: str):

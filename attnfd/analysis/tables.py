@@ -22,7 +22,6 @@ import pandas as pd
 
 from attnfd.analysis.results import (
     CONFIG,
-    DISTILL_ONLY,
     UNFINISHED,
     Study,
     cell_fields,
@@ -31,6 +30,7 @@ from attnfd.analysis.results import (
     format_value,
     is_finite_number,
 )
+from attnfd.analysis.row_roles import RowRoles
 from attnfd.analysis.stats import (
     ALPHA,
     CORRECTIONS,
@@ -163,8 +163,8 @@ def _is_plain(key_or_config: dict) -> bool:
     return key_or_config.get("role", "student") == "student" and key_or_config.get("distill") in (None, "", "none")
 
 
-def _block_fields(fields: list[str]) -> list[str]:
-    return [f for f in fields if f not in DISTILL_ONLY and f != "distill"]
+def _block_fields(fields: list[str], roles: RowRoles) -> list[str]:
+    return [f for f in fields if f not in roles.when_distilling and f != "distill"]
 
 
 def build_rows(study: Study, correction: str = "holm", fields: list[str] | None = None) -> list[Row]:
@@ -177,11 +177,12 @@ def build_rows(study: Study, correction: str = "holm", fields: list[str] | None 
     trials = study.trials.to_dict("records")
     if not trials:
         return []
-    fields = cell_fields(study.trials) if fields is None else fields
-    block_fields = _block_fields(fields)
+    roles = study.row_roles
+    fields = cell_fields(study.trials, roles) if fields is None else fields
+    block_fields = _block_fields(fields, roles)
     rows: dict[tuple, Row] = {}
     for trial in trials:
-        key = cell_key(trial, fields)
+        key = cell_key(trial, fields, roles)
         if key not in rows:
             block = tuple((k, v) for k, v in key if k in block_fields)
             rows[key] = Row(key=key, block=block, trials=[], seeds_asked=study.seeds_asked, seed_values=study.seed_values,

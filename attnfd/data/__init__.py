@@ -8,14 +8,13 @@ are imported when a data set is built.
 
 from __future__ import annotations
 
-import os
 import warnings
-from pathlib import Path
 
-from attnfd.config import ConfigError
 from attnfd.data.cityscapes import CITYSCAPES
 from attnfd.data.registry import DATASETS, dataset_spec, file_dataset_names
+from attnfd.data.roots import resolve_data_root
 from attnfd.data.voc import VOC
+from attnfd.errors import ConfigError
 
 __all__ = ["CITYSCAPES", "DATASETS", "VOC", "build_dataset", "check_data", "dataset_class_names",
            "dataset_spec", "file_dataset_names", "resolve_data_root"]
@@ -38,18 +37,6 @@ def _layout_files(config, split: str):
 
 def dataset_class_names(name: str) -> tuple[str, ...]:
     return dataset_spec(name).classes
-
-
-def resolve_data_root(dataset: str, root: str | os.PathLike | None = None) -> Path:
-    """The folder a file data set lives in: ``root`` if given, else ``$ATTNFD_DATA/<dataset>``."""
-    if root:
-        return Path(root).expanduser()
-    base = os.environ.get("ATTNFD_DATA")
-    if base:
-        return Path(base).expanduser() / dataset
-    raise ConfigError(
-        f"no data root for {dataset}: pass --data-root DIR or set ATTNFD_DATA to the folder that holds {dataset}/"
-    )
 
 
 def check_data(config) -> None:

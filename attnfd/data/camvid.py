@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attnfd.config import ConfigError
 from attnfd.data.layout import IndexPngLabels, SplitIndex, lookup_table, pair_by_stem
 from attnfd.data.spec import DatasetSpec
+from attnfd.errors import ConfigError
 from attnfd.names import IGNORE_INDEX
 
 CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "sign symbol", "fence", "car", "pedestrian",

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from attnfd.config import ConfigError
 from attnfd.data.folder import read_image
 from attnfd.data.layout import LabelFormatError, Sample, SplitIndex
+from attnfd.errors import ConfigError
 
 # the splits a training run reads (a release may have more, e.g. CamVid's test)
 TRAINING_SPLITS = ("train", "val")

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from attnfd.config import ConfigError
 from attnfd.data.layout import Sample, SplitIndex, add_pairs, read_index_png
 from attnfd.data.spec import DatasetSpec
+from attnfd.errors import ConfigError
 
 # (label id, train class name, colour) for the 19 evaluated classes, in train-id order
 TRAIN_CLASSES = (

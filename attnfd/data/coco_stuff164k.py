@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attnfd.config import ConfigError
 from attnfd.data.layout import IndexPngLabels, SplitIndex, lookup_table, pair_by_stem
 from attnfd.data.spec import DatasetSpec
 from attnfd.data.voc import PNG_PALETTE
+from attnfd.errors import ConfigError
 from attnfd.names import IGNORE_INDEX
 
 # COCO-Stuff's 182 labels in id order (label value = COCO category id - 1); None for the

@@ -11,9 +11,9 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from attnfd.config import ConfigError
 from attnfd.data.layout import SplitIndex
 from attnfd.data.transforms import eval_transform, train_transform
+from attnfd.errors import ConfigError
 
 
 def read_image(path: Path) -> torch.Tensor:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from attnfd.config import ConfigError
+from attnfd.errors import ConfigError
 from attnfd.names import IGNORE_INDEX
 
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from attnfd.config import ConfigError
 from attnfd.data.layout import IndexPngLabels, Sample, SplitIndex, lookup_table
 from attnfd.data.spec import DatasetSpec
 from attnfd.data.voc import PNG_PALETTE
+from attnfd.errors import ConfigError
 from attnfd.names import IGNORE_INDEX
 
 CLASSES = (

@@ -7,12 +7,12 @@ a command's arguments, before anything heavy is loaded.
 
 from __future__ import annotations
 
-from attnfd.config import ConfigError
-from attnfd.data import ade20k, camvid, cityscapes, coco_stuff164k, pascal_context59, shapes, voc
+from attnfd.data import ade20k, camvid, cityscapes, coco_stuff164k, pascal_context59, shapes_spec, voc
 from attnfd.data.spec import DatasetSpec
+from attnfd.errors import ConfigError
 
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
-    shapes.SPEC, voc.SPEC, cityscapes.SPEC, camvid.SPEC, ade20k.SPEC, coco_stuff164k.SPEC, pascal_context59.SPEC,
+    shapes_spec.SPEC, voc.SPEC, cityscapes.SPEC, camvid.SPEC, ade20k.SPEC, coco_stuff164k.SPEC, pascal_context59.SPEC,
 )}
 
 

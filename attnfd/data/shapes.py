@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from attnfd.data.spec import DatasetSpec
-
 SURFACES = ("stripes", "checks", "dots")
 OBJECTS = ("disk", "square", "triangle")
 CLASSES = ("background",) + tuple(f"on {s}" for s in SURFACES)
@@ -97,27 +95,3 @@ def generate(seed: int, split: str, index: int, size: int = 48) -> tuple[np.ndar
     image = image * rng.uniform(0.8, 1.2) + rng.normal(0, 0.03, image.shape)
     return np.clip(image, 0, 1).astype(np.float32), label
 
-
-def build(config, split: str):
-    from attnfd.data.shapes_dataset import ShapesDataset
-
-    length = config.train_size if split == "train" else config.val_size
-    return ShapesDataset(split, size=config.image_size, length=length, seed=config.data_seed)
-
-
-SPEC = DatasetSpec(
-    name="shapes", classes=CLASSES, palette=PALETTE, build=build,
-    # the embedded benchmark on 2 CPU cores (README, "The embedded benchmark"): each epoch is
-    # 2048 new scenes; a student trains for 2 epochs (~45 s alone, ~80 s distilled from the
-    # ResNet-101), the teacher for 5 (~7 min), once, then cached. The gap between them is
-    # budget as much as capacity: from scratch, per image seen, the ResNet-101 learnt this
-    # task no faster than the ResNet-18. The head learns at the backbone's rate: the paper's
-    # 10x suits a pretrained backbone; from scratch it sent the models to background only
-    preset={
-        "image_size": 48, "train_size": 2048, "val_size": 256, "output_stride": 16, "head_channels": 64,
-        "aspp_rates": (1, 2, 3), "epochs": 2, "teacher_backbone": "resnet50", "teacher_epochs": 8, "batch_size": 16,
-        "lr": 0.1, "weight_decay": 1e-4, "alpha": 1.0, "workers": 0, "head_lr_mult": 1.0,
-        "lr_schedule": "cosine",
-    },
-    recipe_source="this project's CPU budget (README, \"The embedded benchmark\")",
-)

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from attnfd.config import ConfigError
 from attnfd.data.layout import Sample, SplitIndex, read_index_png
 from attnfd.data.spec import DatasetSpec
+from attnfd.errors import ConfigError
 
 CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -189,8 +189,8 @@ def download(root: str | Path) -> None:
 
 
 def build(config, split: str):
-    from attnfd.data import resolve_data_root
     from attnfd.data.folder import SegmentationFiles
+    from attnfd.data.roots import resolve_data_root
 
     limit = config.train_size if split == "train" else config.val_size
     root = resolve_data_root(config.dataset, config.data_root)

@@ -59,10 +59,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnfd.cbam import CBAM, ParameterFreeCBAM
-from attnfd.config import ConfigError
 from attnfd.distill import register_distiller
 from attnfd.distill.common import tap_connectors
 from attnfd.distill.per_tap import PerTapDistiller
+from attnfd.errors import ConfigError
 from attnfd.models.deeplabv3plus import STAGE_TAPS
 
 

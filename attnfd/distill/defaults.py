@@ -34,7 +34,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from attnfd.config import ConfigError
+from attnfd.errors import ConfigError
 from attnfd.names import ALL_TAPS as TAP_NAMES
 
 ANY_DATASET = "*"

@@ -14,8 +14,8 @@ from datetime import datetime
 from pathlib import Path
 
 from attnfd.arguments import OneLineParser, config_overrides, fail, finite_float, integer, spoken_list
-from attnfd.config import ConfigError
 from attnfd.data.registry import file_dataset_names
+from attnfd.errors import ConfigError
 from attnfd.names import RESUME_AUTO
 from attnfd.study.trackers import TRACKERS
 

@@ -33,7 +33,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from ray.tune import Callback
 
-from attnfd.config import ConfigError
+from attnfd.errors import ConfigError
 from attnfd.study import results as res
 from attnfd.study.trainable import CELL, COMPLETED, FAILED, OBJECTIVE, RUNNING, STOPPED, units
 

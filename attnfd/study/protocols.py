@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from attnfd.config import ConfigError
+from attnfd.errors import ConfigError
 from attnfd.names import TAPS
 from attnfd.study.space import PAPER_LAYERS, check_taps
 from attnfd.study.space import layer_subsets as subsets_of

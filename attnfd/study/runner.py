@@ -231,11 +231,11 @@ def prepare_teacher_task(values: dict, threads: int) -> bytes:
     """Runs as a Ray task: its printed lines reach the study's console with Ray's prefix."""
     import torch
 
-    from attnfd.teachers import prepare_teacher
+    from attnfd.teachers import ensure_teacher
 
     torch.set_num_threads(threads)
     config = TrainConfig.from_dict(values)
-    return Path(prepare_teacher(config)).read_bytes()
+    return Path(ensure_teacher(config)).read_bytes()
 
 
 def total_trials(spec: StudySpec) -> int:
@@ -386,6 +386,7 @@ def run_study(spec: StudySpec) -> list[dict]:
     started = _init_ray(spec)
     try:
         if meta is None:
+            from attnfd.config_sections import field_roles
             from attnfd.data import dataset_class_names
             from attnfd.study.confirm import confirm_plan
 
@@ -393,6 +394,8 @@ def run_study(spec: StudySpec) -> list[dict]:
                 "protocol": spec.protocol, "dataset": configs[0].dataset,
                 "class_names": list(dataset_class_names(configs[0].dataset)), "seeds": spec.seeds,
                 "metric": "miou", "searched": spec.searched, "num_samples": spec.num_samples,
+                # which config fields tell rows apart, for the analysis (which imports no torch)
+                "config_fields": field_roles(TrainConfig),
                 "trials": total_trials(spec),  # the first phase's, so a watcher knows how far it is
                 **({"confirm": confirm_plan(spec)} if spec.search and spec.confirm else {}),
             })

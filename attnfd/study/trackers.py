@@ -29,7 +29,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from attnfd.config import ConfigError
+from attnfd.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,9 @@ from pathlib import Path
 import torch
 
 from attnfd import checkpoint as ckpt
+from attnfd.cached_files import damage, locked, move_aside, write_checksum
 from attnfd.config import ConfigError, TrainConfig
-from attnfd.teachers import _locked, damage, move_aside, teacher_dir, write_checksum
+from attnfd.model_files import teacher_dir
 from attnfd.trainer import RESUME_KEYS, NonFiniteLossError, fit
 
 RUNNING, COMPLETED, STOPPED, FAILED = "running", "completed", "stopped", "failed"
@@ -90,7 +91,7 @@ def install_teacher(config: TrainConfig, teachers: dict[str, bytes] | None) -> s
     folder, _ = teacher_dir(config)
     model_file = folder / ckpt.MODEL_FILE
     data = (teachers or {}).get(folder.name)
-    with _locked(folder.with_suffix(".lock")):
+    with locked(folder.with_suffix(".lock")):
         problem = damage(model_file) if model_file.is_file() else None
         if problem and data is not None:
             aside = move_aside(model_file)
