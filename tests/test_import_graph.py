@@ -104,17 +104,7 @@ def test_relative_and_from_imports_resolve(tmp_path):
     assert circles(graph) == [["pkg.sub", "pkg.sub.leaf", "pkg.top"]]
 
 
-# circles not yet taken apart, each with why; the test fails on any other, and on one of these
-# once it is gone (so that it leaves this list)
-KNOWN = {
-    # the confirm stage runs through the runner's run_phase and validate, and the runner starts it
-    ("attnfd.study.confirm", "attnfd.study.runner"),
-}
-
-
 def test_the_package_has_no_import_circle():
-    found = {tuple(group) for group in circles(import_graph())}
-    new = found - KNOWN
-    assert not new, "import circles (module-level or inside functions): " + "; ".join(
-        " <-> ".join(group) for group in sorted(new))
-    assert KNOWN <= found, f"no longer a circle, remove it from KNOWN: {sorted(KNOWN - found)}"
+    found = circles(import_graph())
+    assert not found, "import circles (module-level or inside functions): " + "; ".join(
+        " <-> ".join(group) for group in found)

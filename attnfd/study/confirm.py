@@ -50,10 +50,8 @@ def search_rows(spec) -> list[dict]:
     return last_rows
 
 
-def search_ended(spec, rows: list[dict]) -> bool:
-    from attnfd.study.runner import total_trials
-
-    return sum(1 for r in rows if r.get("status") in (COMPLETED, STOPPED, FAILED)) >= total_trials(spec)
+def search_ended(rows: list[dict], trials: int) -> bool:
+    return sum(1 for r in rows if r.get("status") in (COMPLETED, STOPPED, FAILED)) >= trials
 
 
 def _same(a, b) -> bool:
@@ -113,23 +111,20 @@ def confirm_spec(spec, plan: dict):
                                seeds=list(plan["seeds"]), num_samples=1, asha=False, confirm=0, reference=False)
 
 
-def run_confirm_stage(spec, trainable) -> None:
-    """Choose the cells (or read them back on resume), then run them as a grid."""
-    from attnfd.study.runner import run_phase, validate
-
+def confirm_stage(spec, search_trials: int) -> tuple[object, str] | None:
+    """The confirm stage as a grid spec, its cells chosen from the search's rows (or read back
+    on resume), and the line that announces it; None while a search trial has not ended."""
     rows = search_rows(spec)
-    if not search_ended(spec, rows):
+    if not search_ended(rows, search_trials):
         print(f"the confirm stage starts once every search trial has ended; continue with --resume --name {spec.name}",
               flush=True)
-        return
+        return None
     meta = res.read_study_meta(spec.storage, spec.name) or {}
     plan = {**confirm_plan(spec), **(meta.get("confirm") or {})}
     if not plan.get("cells"):
         plan["cells"], plan["completed"] = choose_cells(spec, rows)
         res.write_study_meta(spec.storage, spec.name, {**meta, "confirm": plan})
-    stage = confirm_spec(spec, plan)
-    validate(stage)
     shown = ", ".join(describe(c) for c in plan["cells"])
-    print(f"confirm stage: {len(plan['cells'])} configs ({shown}) x seeds {', '.join(map(str, plan['seeds']))} = "
-          f"{len(plan['cells']) * len(plan['seeds'])} trials", flush=True)
-    run_phase(stage, trainable)
+    return confirm_spec(spec, plan), (f"confirm stage: {len(plan['cells'])} configs ({shown}) x seeds "
+                                      f"{', '.join(map(str, plan['seeds']))} = "
+                                      f"{len(plan['cells']) * len(plan['seeds'])} trials")

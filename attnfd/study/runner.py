@@ -406,9 +406,13 @@ def run_study(spec: StudySpec) -> list[dict]:
         )
         run_phase(spec, trainable)
         if spec.search and spec.confirm:
-            from attnfd.study.confirm import run_confirm_stage
+            from attnfd.study.confirm import confirm_stage
 
-            run_confirm_stage(spec, trainable)
+            stage = confirm_stage(spec, total_trials(spec))
+            if stage is not None:
+                validate(stage[0])
+                print(stage[1], flush=True)
+                run_phase(stage[0], trainable)
         return res.write_summary(spec.storage, spec.name)
     finally:
         if started:
