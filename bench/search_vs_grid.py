@@ -26,6 +26,7 @@ from pathlib import Path
 
 from attnfd.analysis.results import load_study
 from attnfd.config import ALPHA_SCHEDULES
+from attnfd.study.cohorts import parse_cohort
 from attnfd.study.runner import LOCAL_NODE_IP, StudySpec, run_study
 from attnfd.study.space import LAYER_SUBSETS, SearchSpace
 
@@ -41,6 +42,8 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=16, help="trials in the search")
     parser.add_argument("--search-seeds", type=int, default=1, help="searches, each with its own sampler seed")
     parser.add_argument("--within", type=float, default=0.01, help="how close to the grid's best counts, as mIoU")
+    parser.add_argument("--cohort", default="auto", type=parse_cohort,
+                        help="the grid's cells per trial (--cohort of tune/ablation.py; trial-epochs count cells)")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--storage", default=None, help="where the studies go (default: a temporary folder)")
     args = parser.parse_args()
@@ -59,7 +62,8 @@ def main() -> None:
         cells = [{"layers": layers, "alpha_schedule": schedule, "alpha": alpha}
                  for layers in LAYER_SUBSETS for schedule in ALPHA_SCHEDULES for alpha in alphas]
         start = time.perf_counter()
-        run_study(StudySpec(protocol="grid", base=base, storage=storage, name="grid", cells=cells, verbose=0))
+        run_study(StudySpec(protocol="grid", base=base, storage=storage, name="grid", cells=cells, verbose=0,
+                            cohort=args.cohort))
         grid_seconds = time.perf_counter() - start
         grid = trials_in_run_order(Path(storage) / "grid")
         done = [t for t in grid if t["status"] == "completed"]
