@@ -2,7 +2,6 @@
 of the attnfd.distill package at run time, is known to config validation (without torch),
 to the search space and to the trainer, with no other file touched."""
 
-import importlib
 import json
 import subprocess
 import sys
@@ -51,7 +50,7 @@ def toy_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(attnfd.distill, "__path__", [*attnfd.distill.__path__, str(folder)])
     yield folder
     sys.modules.pop("attnfd.distill.toy", None)
-    importlib.import_module("attnfd.distill")._REGISTERED.pop("toy", None)
+    attnfd.distill._REGISTERED.pop("toy", None)
 
 
 def test_a_new_module_is_a_method_config_validation_knows_without_torch(toy_folder):

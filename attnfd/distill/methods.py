@@ -75,8 +75,12 @@ def _read(folders: tuple[str, ...]) -> dict[str, MethodDefaults]:
         if module.ispkg or not path.is_file():
             continue
         declared = _declaration(path)
-        if declared is not None:
+        if declared is None:
+            continue
+        try:
             methods[module.name] = MethodDefaults(name=module.name, **declared)
+        except TypeError as err:  # a key MethodDefaults does not have, or a required one missing
+            raise TypeError(f"{path}: {DECLARATION}: {err}") from None
     return dict(sorted(methods.items()))
 
 
