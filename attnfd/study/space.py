@@ -21,10 +21,11 @@ from attnfd.distill.spec import OPTION_TAP_JOIN, check_option_name, option_text,
 from attnfd.names import ALL_TAPS, TAPS
 
 
-def layer_subsets(taps: tuple[str, ...] = TAPS) -> tuple[str, ...]:
+def layer_subsets(taps: tuple[str, ...] = TAPS, sep: str = ",") -> tuple[str, ...]:
     """The non-empty subsets of ``taps`` as the comma-joined strings configs take (strings
-    because Optuna keeps categorical choices as plain values)."""
-    return tuple(",".join(c) for n in range(1, len(taps) + 1) for c in combinations(taps, n))
+    because Optuna keeps categorical choices as plain values; a method's tap list option
+    joins them with ``sep="+"``)."""
+    return tuple(sep.join(c) for n in range(1, len(taps) + 1) for c in combinations(taps, n))
 
 
 def check_taps(taps: tuple[str, ...]) -> tuple[str, ...]:
@@ -47,8 +48,8 @@ def _method_choices() -> tuple[str, ...]:
     return tuple(declared_methods())
 
 
-# a searched number's range around its default: a decade either side (log-uniform)
-OPTION_DECADES = 1.0
+# a searched number's range around its default d: d / OPTION_SCALE to d * OPTION_SCALE, log-uniform
+OPTION_SCALE = 10.0
 
 
 def option_choices(name: str, taps: tuple[str, ...], dataset: str = ANY_DATASET) -> tuple[str, tuple]:
@@ -62,10 +63,9 @@ def option_choices(name: str, taps: tuple[str, ...], dataset: str = ANY_DATASET)
     if isinstance(default, str):
         return "categorical", (default, *(t for t in taps if t != default))
     if isinstance(default, tuple):
-        subsets = [OPTION_TAP_JOIN.join(c) for n in range(1, len(taps) + 1) for c in combinations(taps, n)]
         first = option_value(default)
-        return "categorical", (first, *(s for s in subsets if s != first))
-    scale = 10.0 ** OPTION_DECADES
+        return "categorical", (first, *(s for s in layer_subsets(taps, OPTION_TAP_JOIN) if s != first))
+    scale = OPTION_SCALE
     kind = "int" if isinstance(default, int) else "float"
     if default == 0:
         return kind, (0, 10) if kind == "int" else (0.0, 1.0)
