@@ -25,7 +25,8 @@ from torch import nn
 
 from attnfd import checkpoint as ckpt
 from attnfd.data import build_dataset
-from attnfd.distill import build_distillers, parse_distill_spec
+from attnfd.distill import build_distillers
+from attnfd.distill.spec import method_names
 from attnfd.errors import ConfigError
 from attnfd.metrics import IGNORE_INDEX
 from attnfd.model_files import load_model, teacher_dir
@@ -55,7 +56,7 @@ def load_run(model_path: str | Path, teacher_path: str | Path | None = None, dev
     """The student, its teacher, its AttnFD distiller (with the trained gates) and its config."""
     state_file = _state_file(model_path)
     student, config = load_model(state_file, device)
-    if not config.distilling or "attnfd" not in dict(parse_distill_spec(config.distill)):
+    if not config.distilling or "attnfd" not in method_names(config.distill):
         raise ConfigError(f"{model_path} is not an AttnFD student (distill={config.distill!r}); "
                           "attention maps need its CBAM gates")
     if teacher_path is None:
@@ -64,7 +65,7 @@ def load_run(model_path: str | Path, teacher_path: str | Path | None = None, dev
             raise ConfigError(f"teacher model not found: {teacher_path}; pass --teacher PATH")
     teacher_path = checkpoint_files(teacher_path, what="--teacher")[0]
     teacher, _ = load_model(teacher_path, device)
-    distillers = nn.ModuleDict({n: d for n, (d, _) in build_distillers(config.distill, student, teacher, config).items()})
+    distillers = nn.ModuleDict({n: d for n, (d, _) in build_distillers(config, student, teacher).items()})
     try:
         distillers.load_state_dict(ckpt.load(state_file, needs=("distillers",))["distillers"])
     except RuntimeError as err:

@@ -115,7 +115,7 @@ class TrainConfig:
     val_size: int | None = setting(None, "data")
     data_seed: int = setting(0, "data")
     distill: str | None = setting(None, "distillation")
-    # per-method options over attnfd.distill.defaults, "kd.temperature=4,at.layers=encoder+decoder"
+    # per-method options over their defaults (attnfd.distill.spec), "kd.temperature=4,at.layers=encoder+decoder"
     distill_options: str | None = setting(None, "distillation")
     alpha: float | None = setting(None, "distillation", row="when_distilling")
     alpha_schedule: str = setting("constant", "distillation", row="when_distilling")
@@ -221,11 +221,10 @@ class TrainConfig:
                 setattr(c, key, value)
         if c.backbone is None:
             c.backbone = c.teacher_backbone if c.role == "teacher" else "resnet18"
-        if isinstance(c.layers, str):
-            c.layers = tuple(s.strip() for s in c.layers.split(",") if s.strip())
-        c.layers = tuple(c.layers)
+        from attnfd.distill.spec import default_alpha, split_layers
+
+        c.layers = split_layers(c.layers) if isinstance(c.layers, str) else tuple(c.layers)
         if alpha_unset and c.distilling:
-            from attnfd.distill.defaults import default_alpha
 
             # the presets' alpha is AttnFD's; other methods carry their own published weight
             c.alpha = default_alpha(c.distill, c.alpha)
@@ -311,14 +310,9 @@ class TrainConfig:
             problem = folder_problem(self.resolve_cache_dir())
             check(problem is None, f"cache_dir (where teachers are cached): {problem}")
         if self.distilling:
-            from attnfd.distill import parse_distill_spec
-            from attnfd.distill.defaults import parse_options
+            from attnfd.distill.spec import parse_methods
 
-            try:
-                parse_distill_spec(self.distill)
-            except ValueError as err:
-                raise ConfigError(str(err)) from None
-            parse_options(self.distill_options)
+            parse_methods(self)
 
     @property
     def base_lr(self) -> float:

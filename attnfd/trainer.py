@@ -226,7 +226,7 @@ class Student:
                 if names_stage_taps(config):
                     # any method's tap option may name a backbone stage; both sides then emit them
                     model.require_stage_taps()
-                for name, (distiller, weight) in build_distillers(config.distill, model, teacher, config).items():
+                for name, (distiller, weight) in build_distillers(config, model, teacher).items():
                     self.distillers[name] = distiller.to(device)
                     self.weights[name] = weight
         if device.type == "cuda":

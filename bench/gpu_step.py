@@ -27,7 +27,7 @@ import time
 import torch
 
 from attnfd.config import TrainConfig, teacher_config
-from attnfd.distill.defaults import METHODS
+from attnfd.distill.methods import declared_methods
 from attnfd.models import build_model
 from attnfd.random_stream import RandomStream
 from attnfd.trainer import Student, names_stage_taps
@@ -183,7 +183,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--student", default="resnet18")
     parser.add_argument("--teacher", default="resnet101")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(declared_methods()))
     parser.add_argument("--cohorts", default="1,2,4,8")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -14,12 +14,13 @@ from torch import nn
 
 from attnfd import checkpoint as ckpt
 from attnfd.config import ConfigError, TrainConfig, teacher_config
-from attnfd.distill import DISTILLERS, parse_distill_spec
+from attnfd.distill import DISTILLERS
 from attnfd.distill.aicsd import inter_class_kl
 from attnfd.distill.cirkd import minibatch_pixel_loss
 from attnfd.distill.common import pool_to_pixels
-from attnfd.distill.defaults import METHODS
+from attnfd.distill.methods import declared_methods
 from attnfd.distill.overhaul import margin_from_batchnorm
+from attnfd.distill.spec import parse_weights
 from attnfd.models import build_model
 from attnfd.trainer import Run, fit
 
@@ -288,10 +289,10 @@ def test_state_survives_a_save_and_load(models, method):
 
 
 def test_default_weights_per_method_and_data_set():
-    assert parse_distill_spec("at") == [("at", 1e4)]
-    assert parse_distill_spec("attnfd,kd:0.5") == [("attnfd", 1.0), ("kd", 0.5)]
+    assert parse_weights("at") == (("at", 1e4),)
+    assert parse_weights("attnfd,kd:0.5") == (("attnfd", 1.0), ("kd", 0.5))
     with pytest.raises(ValueError, match="twice"):
-        parse_distill_spec("kd,kd:2")
+        parse_weights("kd,kd:2")
     for dataset, memory in (("voc", 0.01), ("cityscapes", 0.1)):
         config = TrainConfig.from_dict({**SMALL, "distill": "cirkd", "dataset": dataset, "distill_options": None})
         student = build_model(config)
@@ -329,8 +330,8 @@ def test_distill_options_override_defaults_and_bad_ones_fail_in_one_line(models)
 
 
 def test_every_method_has_documented_defaults():
-    assert set(METHODS) == set(DISTILLERS)
-    for name, entry in METHODS.items():
+    assert set(declared_methods()) == set(DISTILLERS)
+    for name, entry in declared_methods().items():
         assert entry.weight > 0 and entry.reduction and entry.source, name
         module_doc = __import__(DISTILLERS[name].__module__, fromlist=["_"]).__doc__
         assert "differ" in module_doc or "No public code" in module_doc or "no public code" in module_doc.lower(), name
@@ -361,7 +362,7 @@ def test_one_epoch_through_the_trainer(tmp_path, teacher_checkpoint, spec):
         "distill_options": "cirkd.pixel_memory=500,cirkd.region_memory=50",
     })
     row = fit(config)
-    names = [n for n, _ in parse_distill_spec(spec)]
+    names = [n for n, _ in parse_weights(spec)]
     logged = [k for k in row if k.startswith("loss_") and k != "loss_ce"]
     assert logged and all(any(k.startswith(f"loss_{n}") for n in names) for k in logged)
     assert all(math.isfinite(row[k]) for k in logged) and math.isfinite(row["miou"])

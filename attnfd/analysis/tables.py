@@ -44,14 +44,14 @@ from attnfd.analysis.stats import (
     format_p,
     summarise,
 )
+from attnfd.distill.methods import declared_methods
+from attnfd.distill.spec import spec_items, split_layers
 
 METRICS = ("miou", "pixel_acc")
 METRIC_TITLES = {"miou": "val mIoU (%)", "pixel_acc": "val Accuracy (%)"}
 TAP_ORDER = ("backbone", "encoder", "decoder")
 # the backbone's earlier stages get columns only in a study that distilled one (--taps)
 STAGE_ORDER = ("stage1", "stage2", "stage3")
-# Table 1's order in the paper (AttnFD last); other methods sort by name before AttnFD
-METHOD_ORDER = ("kd", "at", "sp", "ickd", "overhaul", "dist", "cirkd", "lad", "aicsd", "pfs")
 CHECK = "✓"
 MISSING = "-"
 PROTOCOLS = ("layers", "methods", "alpha", "search")
@@ -219,7 +219,7 @@ def build_rows(study: Study, correction: str = "holm", fields: list[str] | None 
 
 
 def _layers_order(layers) -> tuple:
-    taps = [t for t in str(layers or "").split(",") if t]
+    taps = split_layers(layers)
     return (len(taps), tuple(TAP_ORDER.index(t) if t in TAP_ORDER else 99 for t in taps))
 
 
@@ -229,9 +229,13 @@ def _method_order(distill) -> tuple:
         return (0, 0, "")
     if name == "attnfd":
         return (3, 0, "")
-    if "," in name or ":" in name:
+    items = spec_items(name)
+    if len(items) > 1 or any(weight for _, weight in items):
         return (4, 0, name)
-    return (1, METHOD_ORDER.index(name), "") if name in METHOD_ORDER else (2, 0, name)
+    # Table 1's order in the paper (each method's table_row; AttnFD last); other methods sort by name before AttnFD
+    method = declared_methods().get(name)
+    row = method.table_row if method is not None else None
+    return (1, row, "") if row is not None else (2, 0, name)
 
 
 def _sortable(value) -> tuple:
@@ -418,14 +422,14 @@ def when_failed(trial: dict) -> str:
 
 
 def _used_stages(rows: list[Row]) -> list[str]:
-    used = {t for row in rows if not row.is_base for t in str(row.config.get("layers") or "").split(",")}
+    used = {t for row in rows if not row.is_base for t in split_layers(row.config.get("layers"))}
     return [t for t in STAGE_ORDER if t in used]
 
 
 def _tap_marks(row: Row, order: tuple[str, ...] = TAP_ORDER) -> list[str]:
     if row.is_base:
         return ["n/a"] * len(order)
-    taps = str(row.config.get("layers") or "").split(",")
+    taps = split_layers(row.config.get("layers"))
     return [CHECK if t in taps else "" for t in order]
 
 

@@ -43,6 +43,18 @@ import torch.nn.functional as F
 from attnfd.distill import register_distiller
 from attnfd.distill.base import Distiller, Option
 
+# read without importing this module (attnfd.distill.methods): a literal only
+DEFAULTS = {
+    "weight": 1.0,
+    "reduction": "kd: KL(teacher||student) mean over B*C*H*W (PyTorch KLDivLoss 'mean', as the AICSD code); "
+    "ics: mean over B*C*C of the squared difference of row-normalised inter-class KL matrices",
+    "source": "AICSD distiller.py and README (--pi_lambda 10); no ICS lambda published (1 here); "
+    "ALW alpha = training progress",
+    "options": {"kd": 10.0, "ics": 1.0, "temperature": 1.0, "alw": True},
+    "positive": ("temperature",),
+    "table_row": 9,
+}
+
 
 def inter_class_kl(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """(B, C, H, W) -> (B, C, C) with [b, i, j] = KL(P_i || P_j) of the classes' spatial
@@ -82,7 +94,7 @@ class AICSD(Distiller):
         return min(max(progress, 0.0), 1.0)
 
     def loss_weights(self, progress: float) -> dict[str, float]:
-        kd, ics = float(self.options["kd"]), float(self.options["ics"])
+        kd, ics = float(self.options.kd), float(self.options.ics)
         if not self.alw:
             return {"aicsd.kd": kd, "aicsd.ics": ics}
         a = self._shift(progress)

@@ -30,6 +30,16 @@ from attnfd.distill import register_distiller
 from attnfd.distill.base import Option
 from attnfd.distill.per_tap import PerTapDistiller
 
+# read without importing this module (attnfd.distill.methods): a literal only
+DEFAULTS = {
+    "weight": 1e4,
+    "reduction": "per tap: mean over B*H*W of the squared difference of L2-normalised attention maps",
+    "source": "CIRKD losses/at.py, scripts train_at.sh --lambda-at 10000 (ASPP output, post-ReLU)",
+    "options": {"layers": ("encoder",), "relu": True, "p": 2.0},
+    "positive": ("p",),
+    "table_row": 2,
+}
+
 
 def attention_map(f: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     """(B, C, H, W) -> (B, H*W), unit L2 norm per image."""

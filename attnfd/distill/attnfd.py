@@ -65,6 +65,14 @@ from attnfd.distill.per_tap import PerTapDistiller
 from attnfd.errors import ConfigError
 from attnfd.models.deeplabv3plus import STAGE_TAPS
 
+# read without importing this module (attnfd.distill.methods): a literal only
+DEFAULTS = {
+    "weight": 1.0,
+    "reduction": "per tap: norm=channel, mean over pixels of the squared distance of unit vectors (0..4); "
+    "norm=tensor, summed squared distance / B",
+    "source": "paper eq. 6 (its weight is alpha: 1 VOC, 10 Cityscapes); options are config fields",
+}
+
 
 def normalise(x: torch.Tensor, norm: str) -> torch.Tensor:
     if norm == "channel":

@@ -1,8 +1,9 @@
 """The interface every distillation method satisfies.
 
 A distiller is built from the student, the (frozen) teacher and the training config; its
-options (``attnfd.distill.defaults.method_options``) are ``self.options``, and an ``Option``
-attribute reads one of them. Each step the
+options (``attnfd.distill.spec.method_options``: a dataclass of the options its module's
+``DEFAULTS`` declares) are ``self.options``, and an ``Option`` attribute reads one of them.
+Each step the
 trainer calls ``teacher_targets`` on the teacher's logits and taps under
 ``torch.inference_mode`` (so nothing of the teacher side enters the student's graph), then
 ``forward`` with the student's logits and taps, those targets and the labels. ``forward``
@@ -25,12 +26,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from attnfd.distill.defaults import method_options
+from attnfd.distill.spec import method_options
 
 
 class Option:
     """One of a distiller's options as an attribute of its class, typed: ``temperature =
-    Option(float)`` reads ``float(self.options["temperature"])``."""
+    Option(float)`` reads ``float(self.options.temperature)``."""
 
     def __init__(self, convert):
         self.convert = convert
@@ -41,7 +42,7 @@ class Option:
     def __get__(self, distiller, owner=None):
         if distiller is None:
             return self
-        return self.convert(distiller.options[self.key])
+        return self.convert(getattr(distiller.options, self.key))
 
 
 class Distiller(nn.Module):

@@ -16,7 +16,7 @@ Four parts, on the logits and on one feature tap (default: the ASPP output after
   ``pixel_contrast // K + 1`` pixel and ``region_contrast // K + 1`` region entries per class;
   every labelled pixel (the anchors) gets a distribution over them, softmax(sim / 0.1), and
   the loss is KL(teacher || student) at ``contrast_kd_temperature``, mean over anchors.
-  Lambdas 0.1 on Cityscapes and 0.01 on VOC (``defaults.py``; CIRKD#8).
+  Lambdas 0.1 on Cityscapes and 0.01 on VOC (``DEFAULTS`` below; CIRKD#8).
 
 Memory: the pairwise maps are (H*W)^2 per image pair, so the features are average-pooled to
 at most ``max_pixels`` (4096) positions first (CIRKD's own pooling option halves them); with
@@ -50,6 +50,34 @@ from attnfd.distill.base import Distiller, Option
 from attnfd.distill.common import activate, pool_to_pixels, resize_to, zero_like_graph
 from attnfd.distill.kd import kd_loss
 from attnfd.metrics import IGNORE_INDEX
+
+# read without importing this module (attnfd.distill.methods): a literal only
+DEFAULTS = {
+    "weight": 1.0,
+    "reduction": "kd: as kd; minibatch_pixel: row-wise KL of pixel-similarity distributions, mean over rows, "
+    "mean over B^2 image pairs; memory_*: KL of anchor-to-memory similarity distributions, mean over anchors",
+    "source": "CIRKD train_cirkd.py at 05a2753; VOC memory lambdas 0.01 from train_scripts/.../voc and CIRKD#8",
+    "options": {
+        "kd": 1.0,
+        "minibatch_pixel": 1.0,
+        "memory_pixel": {"voc": 0.01, "*": 0.1},
+        "memory_region": {"voc": 0.01, "*": 0.1},
+        "layer": "encoder",
+        "relu": True,
+        "temperature": 1.0,
+        "contrast_temperature": 0.1,
+        "contrast_kd_temperature": 1.0,
+        "pixel_memory": 20000,
+        "region_memory": 2000,
+        "pixel_contrast": 4096,
+        "region_contrast": 1024,
+        "pixel_update": 16,
+        "max_pixels": 4096,
+    },
+    "positive": ("temperature", "contrast_temperature", "contrast_kd_temperature", "pixel_memory", "region_memory",
+                 "pixel_contrast", "region_contrast", "pixel_update"),
+    "table_row": 7,
+}
 
 PARTS = ("kd", "minibatch_pixel", "memory_pixel", "memory_region")
 
@@ -90,9 +118,9 @@ class CIRKD(Distiller):
             nn.Conv2d(s_ch, dim, 1, bias=False), nn.BatchNorm2d(dim), nn.ReLU(inplace=True), nn.Conv2d(dim, dim, 1, bias=False)
         )
         k = self.num_classes
-        self.pixel_per_class = int(o["pixel_contrast"]) // k + 1
-        self.region_per_class = int(o["region_contrast"]) // k + 1
-        for kind, size in (("pixel", int(o["pixel_memory"])), ("region", int(o["region_memory"]))):
+        self.pixel_per_class = int(o.pixel_contrast) // k + 1
+        self.region_per_class = int(o.region_contrast) // k + 1
+        for kind, size in (("pixel", int(o.pixel_memory)), ("region", int(o.region_memory))):
             self.register_buffer(f"{kind}_queue", torch.zeros(k, size, dim))
             self.register_buffer(f"{kind}_ptr", torch.zeros(k, dtype=torch.long))
             self.register_buffer(f"{kind}_filled", torch.zeros(k, dtype=torch.long))
@@ -105,9 +133,9 @@ class CIRKD(Distiller):
         t_feat = teacher["feature"].float()
         s_feat = resize_to(activate(taps[self.layer], self.relu), t_feat.shape[-2:])
         parts = {
-            "cirkd.kd": kd_loss(logits, teacher["logits"], float(o["temperature"])),
+            "cirkd.kd": kd_loss(logits, teacher["logits"], float(o.temperature)),
             "cirkd.minibatch_pixel": minibatch_pixel_loss(
-                s_feat, t_feat, float(o["contrast_temperature"]), int(o["max_pixels"])
+                s_feat, t_feat, float(o.contrast_temperature), int(o.max_pixels)
             ),
         }
         s_emb = F.normalize(self.project(s_feat).float(), dim=1)
@@ -124,14 +152,14 @@ class CIRKD(Distiller):
             if bank is None or s_anchor.shape[0] == 0:
                 parts[f"cirkd.memory_{kind}"] = zero_like_graph(s_emb)
                 continue
-            tau = float(o["contrast_temperature"])
+            tau = float(o.contrast_temperature)
             parts[f"cirkd.memory_{kind}"] = similarity_kd(
-                s_anchor @ bank.t() / tau, t_anchor @ bank.t() / tau, float(o["contrast_kd_temperature"])
+                s_anchor @ bank.t() / tau, t_anchor @ bank.t() / tau, float(o.contrast_kd_temperature)
             )
         return parts
 
     def loss_weights(self, progress: float) -> dict[str, float]:
-        return {f"cirkd.{p}": float(self.options[p]) for p in PARTS}
+        return {f"cirkd.{p}": float(getattr(self.options, p)) for p in PARTS}
 
     def _sample(self, kind: str, per_class: int) -> torch.Tensor | None:
         queue, filled = getattr(self, f"{kind}_queue"), getattr(self, f"{kind}_filled")
@@ -148,7 +176,7 @@ class CIRKD(Distiller):
         b, dim = embeddings.shape[:2]
         flat = embeddings.permute(0, 2, 3, 1).reshape(b, -1, dim)
         flat_labels = labels.reshape(b, -1)
-        update = int(self.options["pixel_update"])
+        update = int(self.options.pixel_update)
         for i in range(b):
             for c in torch.unique(flat_labels[i]).tolist():
                 if c < 0 or c >= self.num_classes:

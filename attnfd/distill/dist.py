@@ -24,6 +24,17 @@ import torch
 from attnfd.distill import register_distiller
 from attnfd.distill.base import Distiller, Option
 
+# read without importing this module (attnfd.distill.methods): a literal only
+DEFAULTS = {
+    "weight": 1.0,
+    "reduction": "inter: 1 - mean over pixels of the Pearson correlation over classes; intra: 1 - mean over "
+    "classes of the Pearson correlation over all pixels of the batch; both times tau^2",
+    "source": "hunto/DIST_KD segmentation/losses/dist_kd.py, beta=gamma=1, tau=1, --lambda-kd 1",
+    "options": {"inter": 1.0, "intra": 1.0, "tau": 1.0},
+    "positive": ("tau",),
+    "table_row": 6,
+}
+
 
 def pearson_rows(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     a = a - a.mean(dim=1, keepdim=True)
@@ -52,4 +63,4 @@ class DIST(Distiller):
         }
 
     def loss_weights(self, progress: float) -> dict[str, float]:
-        return {"dist.inter": float(self.options["inter"]), "dist.intra": float(self.options["intra"])}
+        return {"dist.inter": float(self.options.inter), "dist.intra": float(self.options.intra)}

@@ -27,6 +27,18 @@ from attnfd.distill import register_distiller
 from attnfd.distill.base import Option
 from attnfd.distill.per_tap import PerTapDistiller
 
+# read without importing this module (attnfd.distill.methods): a literal only
+DEFAULTS = {
+    "weight": 2.5,
+    "reduction": "per tap: sum of squared differences of row-normalised C x C channel Gram matrices / (C*B), "
+    "averaged over grid cells",
+    "source": "ICKD Cifar100/distiller_zoo/ICKD.py; -b 2.5 from the README and scripts/run_cifar_distill.sh "
+    "(train_student.sh now says -b 4); no segmentation training code released",
+    "options": {"layers": ("backbone",), "relu": True, "grid": 1},
+    "positive": ("grid",),
+    "table_row": 4,
+}
+
 
 def channel_correlation(f: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, C, C), each row of unit L2 norm."""

@@ -30,6 +30,16 @@ from attnfd.distill import register_distiller
 from attnfd.distill.base import Distiller, Option
 from attnfd.distill.common import pixel_kl
 
+# read without importing this module (attnfd.distill.methods): a literal only
+DEFAULTS = {
+    "weight": 1.0,
+    "reduction": "T^2 * KL(teacher||student) summed over classes, mean over B*H*W pixels (input size)",
+    "source": "CIRKD losses/kd.py, --lambda-kd 1, T=1",
+    "options": {"temperature": 1.0},
+    "positive": ("temperature",),
+    "table_row": 1,
+}
+
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return pixel_kl(student_logits, teacher_logits, temperature).mean() * temperature**2

@@ -26,6 +26,16 @@ import torch.nn.functional as F
 from attnfd.distill import register_distiller
 from attnfd.distill.per_tap import PerTapDistiller
 
+# read without importing this module (attnfd.distill.methods): a literal only
+DEFAULTS = {
+    "weight": 1.0,
+    "reduction": "per tap: mean over pixels of the squared distance between unit feature vectors (0..4)",
+    "source": "no public code; from the LAD abstract and NFD (arXiv 2207.05256); weight 1 as AttnFD's "
+    "on the same 0..4 scale",
+    "options": {"layers": ("backbone", "encoder", "decoder")},
+    "table_row": 8,
+}
+
 
 def angular_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     s = F.normalize(student.float(), dim=1, eps=1e-12)

@@ -45,6 +45,16 @@ from attnfd.distill import register_distiller
 from attnfd.distill.per_tap import PerTapDistiller
 from attnfd.models.deeplabv3plus import STAGE_TAPS
 
+# read without importing this module (attnfd.distill.methods): a literal only
+DEFAULTS = {
+    "weight": 1e-5,
+    "reduction": "per tap: partial L2 summed over all elements / B; part weights 1/divider "
+    "(stage1 8, stage2 4, stage3 2, backbone 1, encoder 1, decoder 16)",
+    "source": "clovaai overhaul-distillation Segmentation: loss_distill.sum() / B * 1e-5, dividers [8, 4, 2, 1, 1, 16]",
+    "options": {"layers": ("stage1", "stage2", "stage3", "backbone", "encoder", "decoder")},
+    "table_row": 5,
+}
+
 DIVIDERS = {"stage1": 8.0, "stage2": 4.0, "stage3": 2.0, "backbone": 1.0, "encoder": 1.0, "decoder": 16.0}
 
 

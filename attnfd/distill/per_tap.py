@@ -16,7 +16,6 @@ from torch import nn
 
 from attnfd.distill.base import Distiller
 from attnfd.distill.common import activate, resize_to, tap_connectors
-from attnfd.distill.defaults import taps_option
 from attnfd.names import STAGE_TAPS
 
 
@@ -31,7 +30,7 @@ class PerTapDistiller(Distiller):
         super().__init__(student, teacher, config)
         self.layers = self.chosen_taps(config)
         # a method without the option reads its taps before the ReLU
-        self.relu = bool(self.options.get("relu", False))
+        self.relu = bool(getattr(self.options, "relu", False))
         if any(k in STAGE_TAPS for k in self.layers):
             # the models emit the backbone's stage taps only once asked to
             student.require_stage_taps()
@@ -41,7 +40,7 @@ class PerTapDistiller(Distiller):
             setattr(self, self.connectors_name, connectors)
 
     def chosen_taps(self, config) -> tuple[str, ...]:
-        return taps_option(self.options["layers"])
+        return tuple(self.options.layers)
 
     def teacher_map(self, tap: str, x: torch.Tensor) -> torch.Tensor:
         return activate(x, self.relu)

@@ -27,6 +27,18 @@ from attnfd.distill import register_distiller
 from attnfd.distill.base import Distiller, Option
 from attnfd.distill.common import activate, pixel_kl, pool_to_pixels, resize_to
 
+# read without importing this module (attnfd.distill.methods): a literal only
+DEFAULTS = {
+    "weight": 1.0,
+    "reduction": "similarity: mean over B*N*N of the squared difference of pixel cosine-similarity maps; "
+    "prediction: mean over pixels of KL(teacher||student) weighted by its own detached value / its mean",
+    "source": "no public code; from the PFS paper's abstract (arXiv 1910.14226); no weights published (1, 1)",
+    "options": {"similarity": 1.0, "prediction": 1.0, "layer": "encoder", "relu": True, "temperature": 1.0,
+                "max_pixels": 4096},
+    "positive": ("temperature",),
+    "table_row": 10,
+}
+
 
 def pixel_similarity(f: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, N, N) cosine similarities between the N = H*W pixels."""
@@ -61,4 +73,4 @@ class PFS(Distiller):
         }
 
     def loss_weights(self, progress: float) -> dict[str, float]:
-        return {"pfs.similarity": float(self.options["similarity"]), "pfs.prediction": float(self.options["prediction"])}
+        return {"pfs.similarity": float(self.options.similarity), "pfs.prediction": float(self.options.prediction)}

@@ -27,6 +27,16 @@ import torch.nn.functional as F
 from attnfd.distill import register_distiller
 from attnfd.distill.per_tap import PerTapDistiller
 
+# read without importing this module (attnfd.distill.methods): a literal only
+DEFAULTS = {
+    "weight": 3000.0,
+    "reduction": "per tap: squared Frobenius distance of row-normalised B x B Gram matrices / B^2",
+    "source": "Tung & Mori; RepDistiller/ICKD SP.py (L2 rows; torchdistill SPKDLoss uses L1), beta 3000 "
+    "(classification: no segmentation recipe published)",
+    "options": {"layers": ("encoder",), "relu": True},
+    "table_row": 3,
+}
+
 
 def batch_similarity(f: torch.Tensor) -> torch.Tensor:
     flat = f.float().flatten(1)

@@ -225,7 +225,9 @@ def search_main(argv: list[str] | None = None) -> None:
                         help="trials in the search, besides the reference trial of the student alone (default 6)")
     parser.add_argument("--seed", type=integer, default=0, help="the sampler's and every trial's seed")
     parser.add_argument("--alpha-range", default="0.1:30", help="alpha's log-uniform range, LOW:HIGH")
-    parser.add_argument("--search", default="", help="more dimensions to search: teacher_gate, norm, tap_relu, method")
+    parser.add_argument("--search", default="",
+                        help="more dimensions to search: teacher_gate, norm, tap_relu, method, or a method's option "
+                             "(kd.temperature: a decade either side of its default; --set distill=kd to distil with it)")
     parser.add_argument("--no-asha", action="store_true", help="run every trial to its last epoch")
     parser.add_argument("--taps", default="backbone,encoder,decoder",
                         help="the taps whose subsets are tried: the paper's backbone,encoder,decoder (default) plus any of "
@@ -246,12 +248,12 @@ def search_main(argv: list[str] | None = None) -> None:
         if len(alpha_range) != 2:
             raise ConfigError(f"--alpha-range takes LOW:HIGH, got {args.alpha_range!r}")
         # the flags' values first: the runner imports torch and ray
-        base = {**_base(args), "backbone": args.student, "distill": "attnfd", "role": "student"}
+        base = {"distill": "attnfd", **_base(args), "backbone": args.student, "role": "student"}
         from attnfd.study.runner import StudySpec
         from attnfd.study.space import SearchSpace
 
         space = SearchSpace(alpha_range=tuple(alpha_range), extra=tuple(_names(args.search)),
-                            taps=tuple(_names(args.taps)))
+                            taps=tuple(_names(args.taps)), dataset=args.dataset)
         storage = _storage(args)
         name = _study_name(args, storage, "search", f"search-{args.dataset}-{args.student}")
         return StudySpec(protocol="search", base=base, name=name, space=space, searched=space.dimensions,

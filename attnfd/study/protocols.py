@@ -46,7 +46,7 @@ def protocol_cells(protocol: str, students: list[str], *, alphas: list[float] | 
 
 
 def _registered_methods() -> list[str]:
-    from attnfd.distill import DISTILLERS
+    from attnfd.distill.methods import declared_methods
 
     # AttnFD first, as in the paper's table
-    return sorted(DISTILLERS, key=lambda name: (name != "attnfd", name))
+    return sorted(declared_methods(), key=lambda name: (name != "attnfd", name))

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from ray.tune import Callback
 
 from attnfd.config import ConfigError, TrainConfig
-from attnfd.study.trainable import COHORT, COMPLETED, FAILED, RUNNING, STOPPED, trial_values, units
+from attnfd.study.trainable import COHORT, COMPLETED, FAILED, RUNNING, STOPPED, trial_options, trial_values, units
 
 # what a trial's report carries that belongs in an epoch row (besides loss_* parts)
 METRIC_KEYS = ("epoch", "miou", "pixel_acc", "per_class_iou", "loss", "lr", "alpha", "seconds", "shared_seconds",
@@ -56,6 +56,8 @@ def flat_config(config: dict) -> dict:
         if key == "distill" and not value:
             value = "none"
         out[f"config/{key}"] = value
+    # a searched option's own column too, beside distill_options: the analysis reads searched dimensions so
+    out.update({f"config/{key}": value for key, value in trial_options(config).items()})
     return out
 
 

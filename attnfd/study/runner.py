@@ -148,8 +148,11 @@ def validate(spec: StudySpec) -> list[TrainConfig]:
         for config in {(c.dataset, c.data_root): c for c in configs}.values():
             check_data(config)
     if spec.search and spec.space is not None:
+        from attnfd.distill.spec import fixed_options
+
+        fixed = set(spec.base) | fixed_options(spec.base.get("distill_options"))
         for name in spec.space.dimensions:
-            if name in spec.base:
+            if name in fixed:
                 raise ConfigError(f"{name} is searched; do not also fix it")
     return configs
 

@@ -1,5 +1,10 @@
 """What a search varies: alpha, the layer subset, the alpha-decay variant, and more by flag.
 
+Besides the config fields of ``EXTRA_DIMENSIONS`` and ``method``, any option of a distillation
+method is a dimension by its ``method.option`` name (``--search kd.temperature``): its kind and
+range follow from its default for the data set (``option_choices``), and a trial's value
+reaches the run through ``distill_options`` (``attnfd.distill.spec.options_into_config``).
+
 The space is define-by-run (Optuna's ``trial.suggest_*``) so that it can grow dimensions
 that only some studies search. It is a class at module level because Ray pickles the
 searcher, space included, into the experiment state, and ``--resume`` must unpickle it.
@@ -11,13 +16,16 @@ from dataclasses import dataclass, field
 from itertools import combinations
 
 from attnfd.config import ALPHA_SCHEDULES, NORMS, TAP_RELUS, TEACHER_GATES, ConfigError
+from attnfd.distill.methods import ANY_DATASET, declared_methods
+from attnfd.distill.spec import OPTION_TAP_JOIN, check_option_name, option_text, split_option_name
 from attnfd.names import ALL_TAPS, TAPS
 
 
-def layer_subsets(taps: tuple[str, ...] = TAPS) -> tuple[str, ...]:
+def layer_subsets(taps: tuple[str, ...] = TAPS, sep: str = ",") -> tuple[str, ...]:
     """The non-empty subsets of ``taps`` as the comma-joined strings configs take (strings
-    because Optuna keeps categorical choices as plain values)."""
-    return tuple(",".join(c) for n in range(1, len(taps) + 1) for c in combinations(taps, n))
+    because Optuna keeps categorical choices as plain values; a method's tap list option
+    joins them with ``sep="+"``)."""
+    return tuple(sep.join(c) for n in range(1, len(taps) + 1) for c in combinations(taps, n))
 
 
 def check_taps(taps: tuple[str, ...]) -> tuple[str, ...]:
@@ -37,9 +45,33 @@ PAPER_LAYERS = ",".join(TAPS)
 
 
 def _method_choices() -> tuple[str, ...]:
-    from attnfd.distill import DISTILLERS
+    return tuple(declared_methods())
 
-    return tuple(sorted(DISTILLERS))
+
+# a searched number's range around its default d: d / OPTION_SCALE to d * OPTION_SCALE, log-uniform
+OPTION_SCALE = 10.0
+
+
+def option_choices(name: str, taps: tuple[str, ...], dataset: str = ANY_DATASET) -> tuple[str, tuple]:
+    """How a search draws option ``name`` (``method.option``): ("categorical", choices) for a
+    flag or taps (the default first), ("float"/"int", (low, high)) log-uniform a decade either
+    side of a default > 0, or uniform from 0 for a default of 0."""
+    method, key = split_option_name(name)
+    default = declared_methods()[method].default(key, dataset)
+    if isinstance(default, bool):
+        return "categorical", (default, not default)
+    if isinstance(default, str):
+        return "categorical", (default, *(t for t in taps if t != default))
+    if isinstance(default, tuple):
+        first = option_value(default)
+        return "categorical", (first, *(s for s in layer_subsets(taps, OPTION_TAP_JOIN) if s != first))
+    scale = OPTION_SCALE
+    kind = "int" if isinstance(default, int) else "float"
+    if default == 0:
+        return kind, (0, 10) if kind == "int" else (0.0, 1.0)
+    if kind == "int":
+        return kind, (max(1, int(default / scale)), int(default * scale))
+    return kind, (default / scale, default * scale)
 
 
 # the extra dimensions a study may search, by their config field, with the paper's value first
@@ -61,16 +93,21 @@ class SearchSpace:
     methods: tuple[str, ...] = field(default_factory=tuple)
     # the taps whose subsets are searched: the paper's three unless --taps adds stages
     taps: tuple[str, ...] = TAPS
+    # whose defaults a searched method option starts from (its value in the paper's setting)
+    dataset: str = ANY_DATASET
 
     def __post_init__(self) -> None:
         self.taps = check_taps(tuple(self.taps))
         low, high = self.alpha_range
         if not 0 < low < high:
             raise ConfigError(f"alpha range must be 0 < low < high, got {low}:{high}")
-        unknown = [d for d in self.extra if d not in EXTRA_DIMENSIONS and d != METHOD]
+        unknown = [d for d in self.extra if d not in EXTRA_DIMENSIONS and d != METHOD and split_option_name(d) is None]
         if unknown:
-            names = ", ".join([*EXTRA_DIMENSIONS, METHOD])
+            names = ", ".join([*EXTRA_DIMENSIONS, METHOD, "a method's option (method.option)"])
             raise ConfigError(f"cannot search {', '.join(unknown)}; searchable extra dimensions: {names}")
+        for name in self.extra:
+            if split_option_name(name) is not None:
+                check_option_name(name, f"--search {name}")
         if METHOD in self.extra and not self.methods:
             self.methods = _method_choices()
 
@@ -86,8 +123,15 @@ class SearchSpace:
         for name in self.extra:
             if name == METHOD:
                 trial.suggest_categorical("distill", self.methods)
-            else:
+            elif name in EXTRA_DIMENSIONS:
                 trial.suggest_categorical(name, EXTRA_DIMENSIONS[name])
+            else:
+                kind, values = option_choices(name, self.taps, self.dataset)
+                if kind == "categorical":
+                    trial.suggest_categorical(name, values)
+                else:
+                    suggest = trial.suggest_int if kind == "int" else trial.suggest_float
+                    suggest(name, *values, log=values[0] > 0)
 
     def paper_point(self, paper_alpha: float) -> dict:
         """The paper's setting (all three taps, constant alpha, its gate/norm/ReLU choices),
@@ -99,6 +143,14 @@ class SearchSpace:
         for name in self.extra:
             if name == METHOD:
                 point["distill"] = "attnfd" if "attnfd" in self.methods else self.methods[0]
-            else:
+            elif name in EXTRA_DIMENSIONS:
                 point[name] = EXTRA_DIMENSIONS[name][0]
+            else:
+                method, key = split_option_name(name)
+                point[name] = option_value(declared_methods()[method].default(key, self.dataset))
         return point
+
+
+def option_value(default):
+    """A method option's default as a search draws it: taps as the text a categorical holds."""
+    return option_text(default) if isinstance(default, tuple) else default

@@ -38,6 +38,7 @@ import torch
 from attnfd import checkpoint as ckpt
 from attnfd.cached_files import damage, locked, move_aside, write_checksum
 from attnfd.config import ConfigError, TrainConfig
+from attnfd.distill.spec import options_into_config, split_option_name
 from attnfd.model_files import teacher_dir
 from attnfd.trainer import RESUME_KEYS, NonFiniteLossError, fit
 
@@ -55,12 +56,23 @@ MEMBERS = "members"
 _TRIAL_KEYS = ("node_ip", "pid", "training_iteration")
 
 
-def trial_values(config: dict) -> dict:
-    """A Tune trial's config as TrainConfig values: the grid cell's values merged in (a
-    cohort trial's: its first cell's, for what every cell shares)."""
+def _merged(config: dict) -> dict:
     values = {k: v for k, v in config.items() if k not in (CELL, COHORT)}
     values.update(config.get(CELL) or (config.get(COHORT) or [{}])[0])
     return values
+
+
+def trial_values(config: dict) -> dict:
+    """A Tune trial's config as TrainConfig values: the grid cell's values merged in (a
+    cohort trial's: its first cell's, for what every cell shares), a searched method option
+    (``kd.temperature``) moved into ``distill_options``."""
+    return options_into_config(_merged(config))
+
+
+def trial_options(config: dict) -> dict:
+    """The method options a Tune trial's config names as its own keys (a search's option
+    dimensions), as the search drew them."""
+    return {k: v for k, v in _merged(config).items() if split_option_name(k) is not None}
 
 
 def units(trial_id: str, config: dict, result: dict | None = None) -> list[tuple[str, dict, dict | None]]:
