@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import functools
 import pkgutil
+import sys
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any
@@ -86,10 +87,9 @@ def _read(folders: tuple[str, ...]) -> dict[str, MethodDefaults]:
 
 def declared_methods() -> dict[str, MethodDefaults]:
     """Every method's defaults, by name (its module's name), sorted by name."""
-    import attnfd.distill
-
-    # the package's path, read each time: a test may add a folder of methods to it
-    return _read(tuple(attnfd.distill.__path__))
+    # the package's path, read each time: a test may add a folder of methods to it. The package
+    # is imported before any of its modules, so it is looked up, not imported (no import circle)
+    return _read(tuple(sys.modules[__package__].__path__))
 
 
 def method_defaults(name: str) -> MethodDefaults:
