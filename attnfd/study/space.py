@@ -1,7 +1,8 @@
 """What a search varies: alpha, the layer subset, the alpha-decay variant, and more by flag.
 
 The space is define-by-run (Optuna's ``trial.suggest_*``) so that it can grow dimensions
-that only some studies search. It is a class at module level because Ray pickles the
+that only some studies search. What it suggests is its description (``described``), the one
+study.json records for the analysis (``attnfd.study_contract``: kind, range, log scale). It is a class at module level because Ray pickles the
 searcher, space included, into the experiment state, and ``--resume`` must unpickle it.
 """
 
@@ -12,6 +13,7 @@ from itertools import combinations
 
 from attnfd.config import ALPHA_SCHEDULES, NORMS, TAP_RELUS, TEACHER_GATES, ConfigError
 from attnfd.names import ALL_TAPS, TAPS
+from attnfd.study_contract import CATEGORICAL, FLOAT, Dimension
 
 
 def layer_subsets(taps: tuple[str, ...] = TAPS) -> tuple[str, ...]:
@@ -77,17 +79,27 @@ class SearchSpace:
     @property
     def dimensions(self) -> list[str]:
         """The searched config fields, in the order they are suggested."""
-        return ["alpha", "layers", "alpha_schedule", *("distill" if d == METHOD else d for d in self.extra)]
+        return [d.name for d in self.described()]
 
-    def __call__(self, trial) -> None:
-        trial.suggest_float("alpha", *self.alpha_range, log=True)
-        trial.suggest_categorical("layers", layer_subsets(self.taps))
-        trial.suggest_categorical("alpha_schedule", ALPHA_SCHEDULES)
+    def described(self) -> list[Dimension]:
+        """Each searched config field's kind, range or choices and scale, in the order they are suggested."""
+        low, high = self.alpha_range
+        dims = [Dimension("alpha", FLOAT, low=float(low), high=float(high), log=True),
+                Dimension("layers", CATEGORICAL, choices=layer_subsets(self.taps)),
+                Dimension("alpha_schedule", CATEGORICAL, choices=tuple(ALPHA_SCHEDULES))]
         for name in self.extra:
             if name == METHOD:
-                trial.suggest_categorical("distill", self.methods)
+                dims.append(Dimension("distill", CATEGORICAL, choices=tuple(self.methods)))
             else:
-                trial.suggest_categorical(name, EXTRA_DIMENSIONS[name])
+                dims.append(Dimension(name, CATEGORICAL, choices=tuple(EXTRA_DIMENSIONS[name])))
+        return dims
+
+    def __call__(self, trial) -> None:
+        for dim in self.described():
+            if dim.kind == CATEGORICAL:
+                trial.suggest_categorical(dim.name, dim.choices)
+            else:
+                trial.suggest_float(dim.name, dim.low, dim.high, log=dim.log)
 
     def paper_point(self, paper_alpha: float) -> dict:
         """The paper's setting (all three taps, constant alpha, its gate/norm/ReLU choices),
