@@ -9,9 +9,6 @@ TAPS = ("backbone", "encoder", "decoder")
 # ResNet layer1-3 (MobileNetV2's matching expansions), taken only when a run asks for them
 STAGE_TAPS = ("stage1", "stage2", "stage3")
 ALL_TAPS = (*STAGE_TAPS, *TAPS)
-# a study's phases, as its result rows name them (column ``phase``): a grid protocol's trials;
-# a search's Optuna trials (and its reference), then the confirm stage's cells x fresh seeds
-GRID, SEARCH, CONFIRM = "grid", "search", "confirm"
 # ``--resume auto`` (``StudySpec.resume``): continue the named study if its storage holds it, else
 # start it, so a requeued job reruns its command unchanged
 RESUME_AUTO = "auto"

@@ -13,11 +13,12 @@ import re
 from pathlib import Path
 
 from attnfd.errors import ConfigError
+from attnfd.study_contract import CHECKPOINT_PREFIX
 
 STATE_FILE = "state.pt"
 MODEL_FILE = "model.pt"
 # Ray Tune's name for a trial's reported checkpoints
-_TRIAL_CHECKPOINT = re.compile(r"checkpoint_(\d+)$")
+_TRIAL_CHECKPOINT = re.compile(re.escape(CHECKPOINT_PREFIX) + r"(\d+)$")
 WHAT_A_CHECKPOINT_IS = "a model.pt, a state.pt, a run folder or a study trial's folder"
 
 

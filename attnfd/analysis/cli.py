@@ -9,7 +9,7 @@ from attnfd.analysis.render import to_text
 from attnfd.analysis.report import Analysis, analyse, write
 from attnfd.analysis.results import DEFAULT_STORAGE, STORAGE_ENV, ResultsError, Study, load_study
 from attnfd.analysis.stats import CORRECTIONS
-from attnfd.analysis.tables import PROTOCOLS
+from attnfd.analysis.tables import table_protocols
 from attnfd.arguments import OneLineParser, fail, finite_float, integer
 
 
@@ -23,7 +23,7 @@ def parser() -> argparse.ArgumentParser:
                    help=f"a study folder, its results/ folder, or a storage folder (its newest study is taken), "
                         f"local or a URI pyarrow reads (s3://bucket/path, gs://..., file://...); "
                         f"default: ${STORAGE_ENV} or {DEFAULT_STORAGE}")
-    p.add_argument("--protocol", choices=PROTOCOLS, default=None,
+    p.add_argument("--protocol", choices=table_protocols(), default=None,
                    help="which tables: layers (Table 3), methods (Table 1), alpha (sweep) or search "
                         "(best configs, importances, mIoU per value); default: the study's own")
     p.add_argument("--out", default=None,

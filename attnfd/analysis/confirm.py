@@ -31,7 +31,7 @@ from attnfd.analysis.tables import (
     summary_cell,
     test_cell,
 )
-from attnfd.names import CONFIRM, SEARCH
+from attnfd.study_contract import COMPLETED, CONFIRM, SEARCH
 
 PAPER, REFERENCE = "the paper's setting", "no distillation"
 
@@ -83,7 +83,7 @@ class Confirmation:
         search = study.phase(SEARCH)
         by_key: dict[tuple, list[float]] = {}
         for t in search.trials.to_dict("records"):
-            if t["status"] == "completed" and isinstance(t.get("miou"), float) and math.isfinite(t["miou"]):
+            if t["status"] == COMPLETED and isinstance(t.get("miou"), float) and math.isfinite(t["miou"]):
                 by_key.setdefault(cell_key(t, fields, study.row_roles), []).append(100 * t["miou"])
         self.search_miou = {id(r): (sum(v) / len(v) if (v := by_key.get(r.key)) else math.nan) for r in self.rows}
         scored = [r for r in self.rows if r.metrics["miou"].n]

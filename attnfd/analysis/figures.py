@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 from attnfd.analysis.results import CONFIG, Study, format_value, trial_sort_key
 from attnfd.analysis.search import dimensions, distribution, finished, value_labels
 from attnfd.analysis.tables import Row
+from attnfd.study_contract import COMPLETED
 
 TEMPLATE = "plotly_white"
 PALETTE = qualitative.Plotly + qualitative.Dark24
@@ -89,9 +90,11 @@ def _log_ticks(values: list[float]) -> dict:
     return {"tickmode": "array", "tickvals": ticks, "ticktext": [format_value(v) for v in ticks]}
 
 
-def alpha_sweep(rows: list[Row]) -> go.Figure | None:
+def alpha_sweep(rows: list[Row], log: bool | None = None) -> go.Figure | None:
     """Mean mIoU against alpha, one line per student and layer subset (and any other varying
-    field); the no-distillation student as a dashed line. None when alpha takes one value."""
+    field); the no-distillation student as a dashed line. None when alpha takes one value.
+    ``log``: whether alpha's axis is logarithmic (a search's study.json says); None guesses
+    it from the alphas (a decade or more)."""
     distilled = [r for r in rows if not r.is_base and r.metrics["miou"].n and r.config.get("alpha") is not None]
     alphas = sorted({float(r.config["alpha"]) for r in distilled})
     if len(alphas) < 2:
@@ -111,7 +114,9 @@ def alpha_sweep(rows: list[Row]) -> go.Figure | None:
     for base in (r for r in rows if r.is_base and r.metrics["miou"].n):
         fig.add_scatter(name=f"{base.block_label} | no distillation", mode="lines", line={"dash": "dash"},
                         x=[alphas[0], alphas[-1]], y=_list([base.metrics["miou"].mean] * 2))
-    log = alphas[0] > 0 and alphas[-1] / alphas[0] >= 10
+    if log is None:
+        log = alphas[0] > 0 and alphas[-1] / alphas[0] >= 10
+    log = log and alphas[0] > 0
     fig.update_layout(title="val mIoU (%) against alpha", template=TEMPLATE, xaxis_title="alpha",
                       yaxis_title="val mIoU (%)", xaxis_type="log" if log else "linear")
     _legend_below(fig, 450)
@@ -182,7 +187,7 @@ def best_so_far(study: Study) -> go.Figure | None:
     spent, best, xs, ys, points = 0, -math.inf, [], [], []
     for t in trials:
         spent += int(t["epochs_run"])
-        if t["status"] == "completed" and t["miou"] is not None and math.isfinite(t["miou"]):
+        if t["status"] == COMPLETED and t["miou"] is not None and math.isfinite(t["miou"]):
             best = max(best, 100 * t["miou"])
             points.append((spent, 100 * t["miou"], t["trial_id"]))
         if math.isfinite(best):

@@ -17,7 +17,7 @@ from itertools import combinations
 from attnfd.analysis.results import Study, cell_fields
 from attnfd.analysis.stats import pooled_sd
 from attnfd.analysis.tables import Row, build_rows
-from attnfd.names import CONFIRM, SEARCH
+from attnfd.study_contract import CONFIRM, SEARCH
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from attnfd.analysis.results import ResultsError, Study
 from attnfd.analysis.search import best_table, dimensions, importance_table, values_table
 from attnfd.analysis.seeds import seeds_table
 from attnfd.analysis.stats import CORRECTIONS
-from attnfd.analysis.tables import PROTOCOLS, Row, Table, best_epoch_table, build_rows, protocol_table
-from attnfd.names import SEARCH
+from attnfd.analysis.tables import Row, Table, best_epoch_table, build_rows, protocol_table, table_protocols
+from attnfd.study_contract import SEARCH, is_search
 
 FIGURE_CONFIG = {"displaylogo": False, "responsive": True}
 
@@ -72,17 +72,17 @@ def analyse(study: Study, protocol: str | None = None, compare: tuple[str, str] 
     comparisons with its no-distillation row; ``detect`` is the difference (val mIoU points)
     the seeds-needed table says how many seeds would detect."""
     protocol = protocol or study.protocol
-    if protocol not in PROTOCOLS:
-        raise ResultsError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    if protocol not in table_protocols():
+        raise ResultsError(f"unknown protocol {protocol!r}; choose one of {', '.join(table_protocols())}")
     if correction not in CORRECTIONS:
         raise ResultsError(f"unknown correction {correction!r}; choose one of {', '.join(CORRECTIONS)}")
     if not (detect > 0 and math.isfinite(detect)):
         raise ResultsError(f"the difference to detect must be a finite number > 0, got {detect}")
     # a search's confirm stage reruns its configs at other seeds: its trials get their own table
-    own = study.phase(SEARCH) if protocol == "search" else study
+    own = study.phase(SEARCH) if is_search(protocol) else study
     rows = build_rows(own, correction)
     analysis = Analysis(study=study, protocol=protocol, rows=rows)
-    if protocol == "search":
+    if is_search(protocol):
         dims = dimensions(own)
         noise = search_noise(study)
         analysis.tables += [best_table(own, rows, dims, top, noise), importance_table(own, dims),
@@ -96,11 +96,12 @@ def analyse(study: Study, protocol: str | None = None, compare: tuple[str, str] 
     pairs = [(find_row(rows, compare[0]), find_row(rows, compare[1]))] if compare else default_pairs(rows)
     for i, (a, b) in enumerate(pairs):
         analysis.figures[f"per_class_{i + 1}"] = figs.per_class(own, a, b)
+    alpha = own.space.get("alpha")
     optional = {
-        "alpha_sweep": figs.alpha_sweep(rows),
+        "alpha_sweep": figs.alpha_sweep(rows, log=alpha.log if alpha is not None else None),
         "learning_curves": figs.learning_curves(own, rows),
     }
-    if protocol == "search":
+    if is_search(protocol):
         optional.update({
             "parallel_coordinates": figs.parallel_coordinates(own),
             "best_so_far": figs.best_so_far(own),

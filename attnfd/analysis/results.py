@@ -26,15 +26,23 @@ from tqdm.auto import tqdm
 
 from attnfd.analysis.folder import Folder, one_line, shown
 from attnfd.analysis.row_roles import RowRoles
-from attnfd.names import CONFIRM
+from attnfd.study_contract import (
+    CONFIRM,
+    EPOCHS_DIR,
+    RESULTS_DIR,
+    RUNNING,
+    SEARCH,
+    STUDY_FILE,
+    SUMMARY_FILE,
+    Dimension,
+    described_dimensions,
+)
 
 CONFIG = "config/"
 DEFAULT_STORAGE = Path("~/attnfd_results")
 STORAGE_ENV = "ATTNFD_RESULTS"
 # always part of a cell's identity, so every label names the model and the method
 ALWAYS_IN_KEY = ("role", "backbone", "distill")
-UNFINISHED = ("running", "pending")
-FINISHED = ("completed", "stopped", "failed")
 
 
 class ResultsError(ValueError):
@@ -84,7 +92,7 @@ class Study:
 
     @property
     def protocol(self) -> str:
-        return str(self.meta.get("protocol") or "search")
+        return str(self.meta.get("protocol") or SEARCH)
 
     @property
     def class_names(self) -> list[str]:
@@ -121,10 +129,16 @@ class Study:
             names = [s.get("name") if isinstance(s, dict) else s for s in searched]
         return [str(n).removeprefix(CONFIG) for n in names if n]
 
+    @property
+    def space(self) -> dict[str, Dimension]:
+        """The searched dimensions study.json describes (kind, range, log scale) by config field;
+        empty for a study written before it described them."""
+        return described_dimensions(self.meta)
+
 
 def _created(folder: Folder) -> float:
     """When a study was created: study.json's ``created`` if it parses, else the file's mtime."""
-    meta_file = folder / "results" / "study.json"
+    meta_file = folder / STUDY_FILE
     try:
         created = json.loads(meta_file.read_text()).get("created")
         if isinstance(created, (int, float)):
@@ -138,8 +152,8 @@ def default_storage() -> Path:
     return Path(os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE).expanduser()
 
 
-def _holds_results(results: Folder) -> bool:
-    return (results / "study.json").is_file() or (results / "epochs").is_dir() or (results / "summary.parquet").is_file()
+def _holds_results(study: Folder) -> bool:
+    return (study / STUDY_FILE).is_file() or (study / EPOCHS_DIR).is_dir() or (study / SUMMARY_FILE).is_file()
 
 
 def find_study(path: str | Path | Folder | None = None) -> Folder:
@@ -150,15 +164,15 @@ def find_study(path: str | Path | Folder | None = None) -> Folder:
         folder = path if isinstance(path, Folder) else Folder.at(path if path else default_storage())
         if not folder.is_dir():
             raise ResultsError(f"results folder not found: {folder}")
-        if folder.name == "results" and ((folder / "study.json").is_file() or (folder / "epochs").is_dir()):
+        if folder.name == RESULTS_DIR and ((folder.parent / STUDY_FILE).is_file() or (folder.parent / EPOCHS_DIR).is_dir()):
             folder = folder.parent
-        if _holds_results(folder / "results"):
+        if _holds_results(folder):
             return folder
-        studies = [p for p in folder.folders() if (p / "results" / "study.json").is_file()]
+        studies = [p for p in folder.folders() if (p / STUDY_FILE).is_file()]
     except (OSError, pa.ArrowException) as err:
         raise ResultsError(f"cannot read {shown(path or default_storage())}: {type(err).__name__}: {one_line(err)}") from None
     if not studies:
-        raise ResultsError(f"no study in {folder} (a study folder holds results/study.json)")
+        raise ResultsError(f"no study in {folder} (a study folder holds {STUDY_FILE})")
     return max(studies, key=_created)
 
 
@@ -169,7 +183,7 @@ def _read_epochs(folder: Folder, warnings: list[str], quiet: bool) -> tuple[pd.D
     # each file alone: files of different trials may carry different loss columns
     for path in tqdm(files, desc="reading results", leave=False, disable=True if quiet else None):
         try:
-            by_file[f"results/epochs/{path.name}"] = path.read_parquet().to_pandas()
+            by_file[f"{EPOCHS_DIR}/{path.name}"] = path.read_parquet().to_pandas()
         except (OSError, pa.ArrowException) as err:  # a file being rewritten, or damaged: say so, keep the rest
             warnings.append(f"could not read {path.name}: {type(err).__name__}: {one_line(err)}")
     frames = [f for f in by_file.values() if len(f)]
@@ -262,7 +276,7 @@ def _trial_row(trial_id: str, rows: pd.DataFrame | None, summary: dict | None) -
         scored = rows[rows["miou"].map(is_finite_number)]
         best = scored.loc[scored["miou"].astype(float).idxmax()].to_dict()
     source = summary if summary is not None else last
-    status = _plain(source.get("status")) or _plain(last.get("status")) or "running"
+    status = _plain(source.get("status")) or _plain(last.get("status")) or RUNNING
     error = _plain(source.get("error"))
     if error is None and rows is not None and "error" in rows:
         errors = [e for e in map(_plain, rows["error"]) if e]
@@ -340,9 +354,8 @@ def load_study(path: str | Path | Folder | None = None, quiet: bool = False) -> 
 
 
 def _load(folder: Folder, quiet: bool) -> Study:
-    results = folder / "results"
     warnings: list[str] = []
-    meta_file = results / "study.json"
+    meta_file = folder / STUDY_FILE
     if meta_file.is_file():
         try:
             meta = json.loads(meta_file.read_text())
@@ -353,17 +366,17 @@ def _load(folder: Folder, quiet: bool) -> Study:
         warnings.append(f"{meta_file} is missing: protocol and class names are taken from the rows")
     if not isinstance(meta, dict):
         raise ResultsError(f"{meta_file} is not a JSON object")
-    epochs, sources = _read_epochs(results / "epochs", warnings, quiet)
+    epochs, sources = _read_epochs(folder / EPOCHS_DIR, warnings, quiet)
     summary = pd.DataFrame()
-    if (results / "summary.parquet").is_file():
+    if (folder / SUMMARY_FILE).is_file():
         try:
-            summary = (results / "summary.parquet").read_parquet().to_pandas()
-            sources["results/summary.parquet"] = summary
+            summary = (folder / SUMMARY_FILE).read_parquet().to_pandas()
+            sources[SUMMARY_FILE] = summary
         except (OSError, pa.ArrowException) as err:
             warnings.append(f"could not read summary.parquet: {type(err).__name__}: {one_line(err)}")
     check_one_study(meta, sources)
     if not len(epochs) and not len(summary):
-        raise NoRowsYet(f"{results} holds no result rows yet")
+        raise NoRowsYet(f"{folder / RESULTS_DIR} holds no result rows yet")
     if len(epochs):
         epochs = epochs.sort_values(["trial_id", "epoch"], kind="stable").reset_index(drop=True)
     if not meta.get("protocol"):

@@ -23,9 +23,10 @@ import numpy as np
 import pandas as pd
 
 from attnfd.analysis.noise import NO_NOISE, SeedNoise
-from attnfd.analysis.results import CONFIG, UNFINISHED, Study, format_value, is_missing, varying_fields
+from attnfd.analysis.results import CONFIG, Study, format_value, is_missing, varying_fields
 from attnfd.analysis.stats import format_p, summarise
 from attnfd.analysis.tables import MISSING, Row, Table, result_epoch, seeds_cell, summary_cell, when_failed
+from attnfd.study_contract import COMPLETED, FAILED, STOPPED, UNFINISHED
 
 # more distinct numeric values than this are grouped into quantile bins for the distribution
 MAX_VALUES = 8
@@ -59,7 +60,14 @@ def _spec(study: Study, dim: str):
     return None
 
 
-def _wants_log(spec, low: float, high: float) -> bool:
+def is_log_scale(study: Study, dim: str, low: float, high: float) -> bool:
+    """Whether ``dim`` (its values in [low, high]) was searched on a log scale: as study.json's
+    ``space`` says; in a study written before it said, as a spec under ``searched`` says (a
+    results folder put together by hand), else guessed: values spanning two decades or more."""
+    described = study.space.get(dim)
+    if described is not None:
+        return described.log
+    spec = _spec(study, dim)
     if isinstance(spec, dict) and "log" in spec:
         return bool(spec["log"])
     if spec is not None and "log" in str(spec).lower():
@@ -80,7 +88,7 @@ def distribution(study: Study, dim: str):
         low, high = min(values), max(values)
         if all(isinstance(v, int) for v in values):
             return IntDistribution(int(low), int(high))
-        log = low > 0 and _wants_log(_spec(study, dim), float(low), float(high))
+        log = low > 0 and is_log_scale(study, dim, float(low), float(high))
         return FloatDistribution(float(low), float(high), log=log)
     return CategoricalDistribution(sorted({format_value(v) for v in values}))
 
@@ -113,9 +121,9 @@ def optuna_study(study: Study, dims: list[str] | None = None):
             continue
         params = {d: _param(t.get(CONFIG + d), dists[d]) for d in dims if t.get(CONFIG + d) is not None}
         has_value = t["miou"] is not None and math.isfinite(t["miou"])
-        if t["status"] == "completed" and has_value:
+        if t["status"] == COMPLETED and has_value:
             state, value = TrialState.COMPLETE, 100 * t["miou"]
-        elif t["status"] == "stopped":
+        elif t["status"] == STOPPED:
             state, value = TrialState.PRUNED, None
         else:
             state, value = TrialState.FAIL, None
@@ -205,7 +213,7 @@ def finished(study: Study) -> pd.DataFrame:
     """Completed searched trials with an mIoU: the results a distribution is made of."""
     t = study.trials
     searched = t[CONFIG + "distill"] != "none" if CONFIG + "distill" in t else True
-    return t[(t["status"] == "completed") & t["miou"].notna() & searched]
+    return t[(t["status"] == COMPLETED) & t["miou"].notna() & searched]
 
 
 def value_distribution(study: Study, dims: list[str] | None = None) -> pd.DataFrame:
@@ -268,7 +276,7 @@ def best_table(study: Study, rows: list[Row], dims: list[str], top: int = 10, no
     table.notes.append("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     table.notes.append(noise_note(noise))
     for t in study.trials.to_dict("records"):
-        if t["status"] == "failed":
+        if t["status"] == FAILED:
             table.notes.append(f"trial {t['trial_id']} failed {when_failed(t)}: {t.get('error') or 'no error message'}")
     table.frame = pd.DataFrame(records)
     return table

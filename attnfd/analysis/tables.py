@@ -15,6 +15,7 @@ value is shown as "-", never as 0.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +23,6 @@ import pandas as pd
 
 from attnfd.analysis.results import (
     CONFIG,
-    UNFINISHED,
     Study,
     cell_fields,
     cell_key,
@@ -46,6 +46,7 @@ from attnfd.analysis.stats import (
 )
 from attnfd.distill.methods import declared_methods
 from attnfd.distill.spec import spec_items, split_layers
+from attnfd.study_contract import COMPLETED, FAILED, SEARCH, STATUSES, STOPPED, UNFINISHED
 
 METRICS = ("miou", "pixel_acc")
 METRIC_TITLES = {"miou": "val mIoU (%)", "pixel_acc": "val Accuracy (%)"}
@@ -54,8 +55,6 @@ TAP_ORDER = ("backbone", "encoder", "decoder")
 STAGE_ORDER = ("stage1", "stage2", "stage3")
 CHECK = "✓"
 MISSING = "-"
-PROTOCOLS = ("layers", "methods", "alpha", "search")
-KNOWN_STATUSES = ("completed", "stopped", "failed", *UNFINISHED)
 
 
 @dataclass
@@ -93,15 +92,15 @@ class Row:
 
     @property
     def completed(self) -> list[dict]:
-        return [t for t in self.trials if t["status"] == "completed"]
+        return [t for t in self.trials if t["status"] == COMPLETED]
 
     @property
     def failed(self) -> list[dict]:
-        return [t for t in self.trials if t["status"] == "failed"]
+        return [t for t in self.trials if t["status"] == FAILED]
 
     @property
     def stopped(self) -> list[dict]:
-        return [t for t in self.trials if t["status"] == "stopped"]
+        return [t for t in self.trials if t["status"] == STOPPED]
 
     @property
     def unfinished(self) -> list[dict]:
@@ -399,7 +398,7 @@ def row_note(row: Row) -> str | None:
     for t in row.unfinished:
         parts.append(f"trial {t['trial_id']} still {t['status']} (epoch {t['epochs_run']})")
     for t in row.trials:
-        if t["status"] not in KNOWN_STATUSES:
+        if t["status"] not in STATUSES:
             parts.append(f"trial {t['trial_id']} has status {t['status']!r}, not counted")
     for t in row.completed:
         if not is_finite_number(t.get("miou")) and not is_finite_number(t.get("pixel_acc")):
@@ -504,62 +503,108 @@ def _shown_fields(rows: list[Row], dedicated: tuple[str, ...]) -> list[str]:
     return names
 
 
-PROTOCOL_TABLES = {
-    "layers": ("table3", "Table 3: distilled layers"),
-    "methods": ("table1", "Table 1: distillation methods"),
-    "alpha": ("alpha", "Alpha sweep"),
-    "search": ("cells", "Every configuration"),
-}
+def _no_cells(row: Row) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True)
+class ProtocolColumns:
+    """A protocol's own columns: ``lead`` before the columns every table shares (seeds, the
+    metrics, the comparisons) and ``tail`` after them, with each row's cells under them.
+    ``dedicated``: the config fields these columns show, which get no generic column."""
+
+    lead: list[str]
+    lead_cells: Callable[[Row], list[str]]
+    dedicated: tuple[str, ...] = ()
+    tail: tuple[str, ...] = ()
+    tail_cells: Callable[[Row], list[str]] = _no_cells
+
+
+@dataclass(frozen=True)
+class ProtocolTable:
+    name: str  # the files' name (<name>.md, .csv, ...)
+    title: str
+    columns: Callable[[list[Row]], ProtocolColumns]
+
+
+# by protocol: a grid protocol's (attnfd.study.protocols) under its name, and the search's
+PROTOCOL_TABLES: dict[str, ProtocolTable] = {}
+
+
+def table_builder(protocol: str, name: str, title: str):
+    """Register a function ``(rows) -> ProtocolColumns`` as the table of ``protocol``."""
+
+    def register(columns: Callable[[list[Row]], ProtocolColumns]):
+        PROTOCOL_TABLES[protocol] = ProtocolTable(name=name, title=title, columns=columns)
+        return columns
+
+    return register
+
+
+def table_protocols() -> tuple[str, ...]:
+    """The protocols the analysis has a table for: every grid protocol and the search."""
+    return tuple(PROTOCOL_TABLES)
+
+
+@table_builder("layers", "table3", "Table 3: distilled layers")
+def _layers_columns(rows: list[Row]) -> ProtocolColumns:
+    stages = _used_stages(rows)
+    return ProtocolColumns(lead=["Student", *(t.capitalize() for t in stages), "Backbone", "Encoder", "Decoder"],
+                           lead_cells=lambda row: [_student(row)] + _tap_marks(row, (*stages, *TAP_ORDER)),
+                           dedicated=("layers",))
+
+
+@table_builder("methods", "table1", "Table 1: distillation methods")
+def _methods_columns(rows: list[Row]) -> ProtocolColumns:
+    return ProtocolColumns(lead=["Student", "Method"], lead_cells=lambda row: [_student(row), _method(row)],
+                           dedicated=("distill",), tail=("Params (M)",),
+                           tail_cells=lambda row: [f"{row.params_m:.1f}" if is_finite_number(row.params_m) else MISSING])
+
+
+def _alpha_cells(row: Row) -> list[str]:
+    c = row.config
+    plain = row.is_base or _is_plain(dict(row.key))
+    return [_student(row), "n/a" if plain else str(c.get("layers")).replace(",", "+"),
+            "n/a" if plain else format_value(c.get("alpha"))]
+
+
+@table_builder("alpha", "alpha", "Alpha sweep")
+def _alpha_columns(rows: list[Row]) -> ProtocolColumns:
+    return ProtocolColumns(lead=["Student", "Layers", "alpha"], lead_cells=_alpha_cells, dedicated=("layers", "alpha"))
+
+
+@table_builder(SEARCH, "cells", "Every configuration")
+def _every_configuration(rows: list[Row]) -> ProtocolColumns:
+    return ProtocolColumns(lead=["Student", "Method"], lead_cells=lambda row: [_student(row), _method(row)])
 
 
 def protocol_table(study: Study, protocol: str | None = None, rows: list[Row] | None = None,
                    correction: str = "holm") -> Table:
-    """The table of a protocol in the paper's form; ``protocol`` defaults to the study's."""
+    """The table of a protocol in the paper's form; ``protocol`` defaults to the study's (one
+    without a table of its own gets the search's, every configuration)."""
     protocol = protocol or study.protocol
     if protocol not in PROTOCOL_TABLES:
-        protocol = "search"
+        protocol = SEARCH
     rows = build_rows(study, correction) if rows is None else rows
     correction = rows[0].correction if rows else correction
-    name, title = PROTOCOL_TABLES[protocol]
-    title += (f" (mean ± std over seeds; paired difference vs no distillation with its 95% CI, "
-              f"{CORRECTIONS[correction]}-corrected p)")
-    stages = _used_stages(rows) if protocol == "layers" else []
-    if protocol == "layers":
-        dedicated, lead = ("layers",), ["Student", *(t.capitalize() for t in stages), "Backbone", "Encoder", "Decoder"]
-    elif protocol == "methods":
-        dedicated, lead = ("distill",), ["Student", "Method"]
-    elif protocol == "alpha":
-        dedicated, lead = ("layers", "alpha"), ["Student", "Layers", "alpha"]
-    else:
-        dedicated, lead = (), ["Student", "Method"]
-    other = _shown_fields(rows, dedicated)
-    header = lead + other + ["Seeds", METRIC_TITLES["miou"], *comparison_header(correction), METRIC_TITLES["pixel_acc"],
-                             "vs best mIoU"]
-    if protocol == "methods":
-        header.append("Params (M)")
-    table = Table(name=name, title=title, header=header, body=[])
+    shape = PROTOCOL_TABLES[protocol]
+    title = shape.title + (f" (mean ± std over seeds; paired difference vs no distillation with its 95% CI, "
+                           f"{CORRECTIONS[correction]}-corrected p)")
+    columns = shape.columns(rows)
+    other = _shown_fields(rows, columns.dedicated)
+    header = columns.lead + other + ["Seeds", METRIC_TITLES["miou"], *comparison_header(correction),
+                                     METRIC_TITLES["pixel_acc"], "vs best mIoU", *columns.tail]
+    table = Table(name=shape.name, title=title, header=header, body=[])
     previous = None
     for row in rows:
         if previous is not None and row.block != previous:
             table.rule_before.add(len(table.body))
         previous = row.block
-        if protocol == "layers":
-            cells = [_student(row)] + _tap_marks(row, (*stages, *TAP_ORDER))
-        elif protocol == "methods":
-            cells = [_student(row), _method(row)]
-        elif protocol == "alpha":
-            c = row.config
-            plain = row.is_base or _is_plain(dict(row.key))
-            cells = [_student(row), "n/a" if plain else str(c.get("layers")).replace(",", "+"),
-                     "n/a" if plain else format_value(c.get("alpha"))]
-        else:
-            cells = [_student(row), _method(row)]
+        cells = columns.lead_cells(row)
         key = dict(row.key)
         cells += [format_value(key.get(k)) if key.get(k) is not None else ("n/a" if row.is_base else MISSING) for k in other]
         cells += [seeds_cell(row), summary_cell(row, "miou"), *comparison_cells(row, "miou"),
-                  metric_cell(row, "pixel_acc"), best_cell(row, "miou")]
-        if protocol == "methods":
-            cells.append(f"{row.params_m:.1f}" if is_finite_number(row.params_m) else MISSING)
+                  metric_cell(row, "pixel_acc"), best_cell(row, "miou"), *columns.tail_cells(row)]
         if row.is_best:
             table.bold.add(len(table.body))
         table.body.append(cells)

@@ -21,8 +21,8 @@ from typing import TextIO, TypeVar
 from tqdm.auto import tqdm
 
 from attnfd.analysis.folder import Folder
-from attnfd.analysis.results import FINISHED, NoRowsYet, Study, find_study, load_study
-from attnfd.names import CONFIRM, SEARCH
+from attnfd.analysis.results import NoRowsYet, Study, find_study, load_study
+from attnfd.study_contract import COMPLETED, CONFIRM, FAILED, FINISHED, SEARCH, STOPPED
 
 T = TypeVar("T")
 WAITING = "waiting for the first trial"
@@ -51,8 +51,8 @@ class Progress:
         return sum(n for s, n in self.statuses.items() if s not in FINISHED)
 
     def __str__(self) -> str:
-        counts = (f"{self.statuses['completed']} completed, {self.running} running, {self.statuses['failed']} failed, "
-                  f"{self.statuses['stopped']} stopped")
+        counts = (f"{self.statuses[COMPLETED]} completed, {self.running} running, {self.statuses[FAILED]} failed, "
+                  f"{self.statuses[STOPPED]} stopped")
         total = f"of {self.planned} trials" if self.planned is not None else "of ? trials (study.json gives no count)"
         return f"{counts} {total}" + (f"; {self.to_come}" if self.to_come else "")
 

@@ -18,6 +18,7 @@ from attnfd.data.registry import file_dataset_names
 from attnfd.errors import ConfigError
 from attnfd.names import RESUME_AUTO
 from attnfd.study.trackers import TRACKERS
+from attnfd.study_contract import CONFIRM, RESULTS_DIR, RUNNING, SEARCH, STUDY_FILE
 
 
 def _floats(text: str, flag: str) -> list[float]:
@@ -133,11 +134,11 @@ def _study_name(args, storage: str, protocol: str, default: str) -> str:
         raise ConfigError("--resume auto continues or starts the study --name; give its --name")
     if args.resume:
         folder = Path(storage).expanduser()
-        found = [p for p in folder.glob("*/results/study.json") if "://" not in storage
+        found = [p for p in folder.glob(f"*/{STUDY_FILE}") if "://" not in storage
                  and _study_protocol(p) == protocol]
         if not found:
             raise ConfigError(f"no {protocol} study to resume in {storage}; name one with --name")
-        return max(found, key=lambda p: p.stat().st_mtime).parent.parent.name
+        return max(found, key=lambda p: p.stat().st_mtime).relative_to(folder).parts[0]
     return f"{default}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
@@ -177,8 +178,6 @@ def _run(prog: str, args, make_spec) -> None:
         fail(str(err), prog)
     except OSError as err:  # storage that fails once the study runs (a full disk, a revoked bucket)
         fail(f"{type(err).__name__}: {err}", prog)
-    from attnfd.names import CONFIRM
-
     # the search's own best trial; the confirm stage's verdict is printed beside it
     _print_outcome(spec, rows, best_row([r for r in rows if r.get("phase") != CONFIRM]))
 
@@ -197,15 +196,13 @@ def _print_outcome(spec, rows: list[dict], best: dict | None) -> None:
         print("best config: " + json.dumps(shown))
     for line in _confirmation(spec, rows):
         print(line)
-    if counts.get("running"):
+    if counts.get(RUNNING):
         print(f"unfinished trials remain; continue with --resume --name {spec.name}")
-    print(f"results: {spec.folder}/results (analyse with: python analysis/ablation.py --results {spec.folder})")
+    print(f"results: {spec.folder}/{RESULTS_DIR} (analyse with: python analysis/ablation.py --results {spec.folder})")
 
 
 def _confirmation(spec, rows: list[dict]) -> list[str]:
     """What the confirm stage found, computed by the analysis from the results folder."""
-    from attnfd.names import CONFIRM
-
     if not spec.search or not any(r.get("phase") == CONFIRM for r in rows):
         return []
     from attnfd.analysis.confirm import Confirmation
@@ -255,8 +252,8 @@ def search_main(argv: list[str] | None = None) -> None:
         space = SearchSpace(alpha_range=tuple(alpha_range), extra=tuple(_names(args.search)),
                             taps=tuple(_names(args.taps)), dataset=args.dataset)
         storage = _storage(args)
-        name = _study_name(args, storage, "search", f"search-{args.dataset}-{args.student}")
-        return StudySpec(protocol="search", base=base, name=name, space=space, searched=space.dimensions,
+        name = _study_name(args, storage, SEARCH, f"{SEARCH}-{args.dataset}-{args.student}")
+        return StudySpec(protocol=SEARCH, base=base, name=name, space=space, searched=space.dimensions,
                          seeds=[args.seed], num_samples=args.num_samples, sampler_seed=args.seed,
                          asha=not args.no_asha, confirm=args.confirm, confirm_seeds=args.confirm_seeds,
                          **_spec_kwargs(args, storage))
@@ -265,13 +262,13 @@ def search_main(argv: list[str] | None = None) -> None:
 
 
 def ablation_main(argv: list[str] | None = None) -> None:
-    from attnfd.study.protocols import PROTOCOLS, VARIED
+    from attnfd.study.protocols import GRID_PROTOCOLS
 
     parser = OneLineParser(
         prog="ablation", description="The paper's protocols as grids, each cell repeated over seeds: layers "
         "(Table 3), methods (Table 1) or an alpha sweep; every trial runs to its last epoch.")
     _common(parser)
-    parser.add_argument("--protocol", default="layers", choices=PROTOCOLS)
+    parser.add_argument("--protocol", default="layers", choices=tuple(GRID_PROTOCOLS))
     parser.add_argument("--students", default="resnet18,mobilenet_v2", help="comma-separated student backbones")
     parser.add_argument("--seeds", type=integer, default=3, help="seeds per cell (0, 1, ...)")
     parser.add_argument("--alphas", default="0.1,0.3,1,3,10", help="alpha protocol: the alphas to sweep")
@@ -305,7 +302,7 @@ def ablation_main(argv: list[str] | None = None) -> None:
                                methods=methods, taps=tuple(_names(args.taps)))
         storage = _storage(args)
         name = _study_name(args, storage, args.protocol, f"{args.protocol}-{args.dataset}")
-        return StudySpec(protocol=args.protocol, base=base, name=name, cells=cells, searched=VARIED[args.protocol],
+        return StudySpec(protocol=args.protocol, base=base, name=name, cells=cells, searched=list(GRID_PROTOCOLS[args.protocol].varied),
                          seeds=list(range(args.seeds)), **_spec_kwargs(args, storage))
 
     _run("ablation", args, make_spec)

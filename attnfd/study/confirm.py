@@ -21,9 +21,8 @@ import dataclasses
 import math
 
 from attnfd.config import TrainConfig
-from attnfd.names import CONFIRM, SEARCH
 from attnfd.study import results as res
-from attnfd.study.trainable import COMPLETED, FAILED, STOPPED
+from attnfd.study_contract import COMPLETED, CONFIRM, EPOCHS_DIR, FINISHED, SEARCH
 
 CONFIG = "config/"
 
@@ -41,7 +40,7 @@ def confirm_plan(spec) -> dict:
 def search_rows(spec) -> list[dict]:
     """The last row of every search trial written so far (the reference trial among them)."""
     last_rows = []
-    for path in res.list_files(spec.storage, f"{spec.name}/results/epochs"):
+    for path in res.list_files(spec.storage, f"{spec.name}/{EPOCHS_DIR}"):
         rows = res.read_rows(spec.storage, path)
         if rows:
             last = max(rows, key=lambda r: r["epoch"])
@@ -51,7 +50,7 @@ def search_rows(spec) -> list[dict]:
 
 
 def search_ended(rows: list[dict], trials: int) -> bool:
-    return sum(1 for r in rows if r.get("status") in (COMPLETED, STOPPED, FAILED)) >= trials
+    return sum(1 for r in rows if r.get("status") in FINISHED) >= trials
 
 
 def _same(a, b) -> bool:

@@ -19,7 +19,8 @@ from typing import TextIO
 from ray.tune import Callback
 
 from attnfd.progress import duration
-from attnfd.study.trainable import COHORT, FAILED, MEMBERS, trial_values, units
+from attnfd.study.trainable import COHORT, MEMBERS, trial_values, units
+from attnfd.study_contract import FAILED
 
 
 def describe(config: dict, shown: list[str]) -> str:

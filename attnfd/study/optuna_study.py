@@ -35,9 +35,10 @@ from ray.tune import Callback
 
 from attnfd.errors import ConfigError
 from attnfd.study import results as res
-from attnfd.study.trainable import CELL, COMPLETED, FAILED, OBJECTIVE, RUNNING, STOPPED, units
+from attnfd.study.trainable import CELL, OBJECTIVE, units
+from attnfd.study_contract import COMPLETED, FAILED, RUNNING, STOPPED
+from attnfd.study_contract import OPTUNA_JOURNAL as JOURNAL_FILE
 
-JOURNAL_FILE = "optuna.journal"
 NO_STORAGE = "none"
 LOCAL_DIR_ENV = "ATTNFD_OPTUNA_DIR"
 # user attributes of every recorded trial

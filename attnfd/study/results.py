@@ -1,7 +1,7 @@
 """A study's results as Parquet, in the layout the README documents ("Results files").
 
 ``ResultsWriter`` is a Tune callback in the driver: it rewrites
-``<storage>/<name>/results/epochs/<trial_id>.parquet`` whenever its trial reports, so a study
+``<storage>/<name>/results/epochs/<trial_id>.parquet`` (``attnfd.study_contract``) whenever its trial reports, so a study
 killed at any point keeps every epoch it finished. The file itself is the state: a resumed
 study reads it back before adding rows, keyed by epoch, so nothing is lost or written twice.
 """
@@ -19,7 +19,8 @@ import pyarrow.parquet as pq
 from ray.tune import Callback
 
 from attnfd.config import ConfigError, TrainConfig
-from attnfd.study.trainable import COHORT, COMPLETED, FAILED, RUNNING, STOPPED, trial_options, trial_values, units
+from attnfd.study.trainable import COHORT, trial_options, trial_values, units
+from attnfd.study_contract import COMPLETED, EPOCHS_DIR, FAILED, STOPPED, STUDY_FILE, SUMMARY_FILE, epoch_file
 
 # what a trial's report carries that belongs in an epoch row (besides loss_* parts)
 METRIC_KEYS = ("epoch", "miou", "pixel_acc", "per_class_iou", "loss", "lr", "alpha", "seconds", "shared_seconds",
@@ -100,19 +101,19 @@ def list_files(storage: str, path: str) -> list[str]:
 
 def write_study_meta(storage: str, name: str, meta: dict) -> None:
     fs, base = storage_fs(storage)
-    folder = f"{base}/{name}/results"
-    fs.create_dir(folder, recursive=True)
+    path = f"{base}/{name}/{STUDY_FILE}"
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     meta = {"name": name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **meta}
     text = json.dumps(meta, indent=1).encode()
     # write then move, as write_table does: a kill mid-write must not leave half a study.json
-    with fs.open_output_stream(f"{folder}/study.json.tmp") as out:
+    with fs.open_output_stream(f"{path}.tmp") as out:
         out.write(text)
-    fs.move(f"{folder}/study.json.tmp", f"{folder}/study.json")
+    fs.move(f"{path}.tmp", path)
 
 
 def read_study_meta(storage: str, name: str) -> dict | None:
     fs, base = storage_fs(storage)
-    path = f"{base}/{name}/results/study.json"
+    path = f"{base}/{name}/{STUDY_FILE}"
     if fs.get_file_info(path).type != pyarrow.fs.FileType.File:
         return None
     with fs.open_input_stream(path) as handle:
@@ -141,7 +142,7 @@ class ResultsWriter(Callback):
         return {**self.__dict__, "_rows": {}}
 
     def _file(self, trial_id: str) -> str:
-        return f"{self.name}/results/epochs/{trial_id}.parquet"
+        return f"{self.name}/{epoch_file(trial_id)}"
 
     def _trial_rows(self, trial_id: str) -> dict[int, dict]:
         if trial_id not in self._rows:
@@ -202,13 +203,13 @@ class ResultsWriter(Callback):
 def write_summary(storage: str, name: str) -> list[dict]:
     """``results/summary.parquet``: each trial's last epoch row."""
     last_rows = []
-    for path in list_files(storage, f"{name}/results/epochs"):
+    for path in list_files(storage, f"{name}/{EPOCHS_DIR}"):
         rows = read_rows(storage, path)
         if rows:
             last_rows.append(max(rows, key=lambda r: r["epoch"]))
     if last_rows:
-        write_table(storage, f"{name}/results/summary.parquet", last_rows)
+        write_table(storage, f"{name}/{SUMMARY_FILE}", last_rows)
     return last_rows
 
 
-__all__ = ["COMPLETED", "FAILED", "RUNNING", "STOPPED", "ResultsWriter", "write_study_meta", "write_summary"]
+__all__ = ["ResultsWriter", "write_study_meta", "write_summary"]

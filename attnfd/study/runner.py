@@ -22,10 +22,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from attnfd.config import ConfigError, TrainConfig
-from attnfd.names import CONFIRM, GRID, RESUME_AUTO, SEARCH
+from attnfd.names import RESUME_AUTO
 from attnfd.study import results as res
 from attnfd.study.space import SearchSpace
 from attnfd.study.trainable import CELL, COHORT, OBJECTIVE, teacher_key, train_trial, trial_values
+from attnfd.study_contract import (
+    COMPLETED,
+    CONFIRM,
+    CONFIRM_DIR,
+    GRID,
+    SEARCH,
+    SPACE_KEY,
+    is_search,
+    space_json,
+    trial_folder,
+)
 
 # Ray rewrites 127.0.0.1/localhost to the machine's outward address; another loopback
 # address keeps a local instance on loopback
@@ -34,7 +45,7 @@ LOCAL_NODE_IP = "127.0.0.2" if sys.platform.startswith("linux") else None
 
 @dataclass
 class StudySpec:
-    protocol: str  # "search", or a grid protocol: "layers", "methods", "alpha"
+    protocol: str  # SEARCH, or a grid protocol registered in attnfd.study.protocols
     base: dict  # TrainConfig values every trial shares
     storage: str
     name: str
@@ -74,7 +85,7 @@ class StudySpec:
 
     @property
     def stage(self) -> str:
-        return self.phase or (SEARCH if self.protocol == "search" else GRID)
+        return self.phase or (SEARCH if is_search(self.protocol) else GRID)
 
     @property
     def search(self) -> bool:
@@ -93,7 +104,7 @@ class StudySpec:
     @property
     def experiment(self) -> str:
         """Ray's experiment folder of this phase."""
-        return res.join(self.folder, CONFIRM) if self.stage == CONFIRM else self.folder
+        return res.join(self.folder, CONFIRM_DIR) if self.stage == CONFIRM else self.folder
 
     @property
     def trial_base(self) -> dict:
@@ -268,7 +279,7 @@ def grid_cohorts(spec: StudySpec) -> list[list[dict]] | None:
 
 def trial_dirname(trial) -> str:
     # the default name spells out the whole config and runs past file-name limits
-    return f"trial_{trial.trial_id}"
+    return trial_folder(trial.trial_id)
 
 
 def _optuna_callbacks(spec: StudySpec, storage) -> list:
@@ -297,7 +308,7 @@ def _tuner(spec: StudySpec, trainable):
     optuna_storage = open_storage(spec)
     storage_path = spec.storage if "://" in spec.storage else str(Path(spec.storage).expanduser().resolve())
     # a confirm stage is an experiment of its own inside the study's folder
-    storage_path, name = (res.join(storage_path, spec.name), CONFIRM) if spec.stage == CONFIRM else \
+    storage_path, name = (res.join(storage_path, spec.name), CONFIRM_DIR) if spec.stage == CONFIRM else \
         (storage_path, spec.name)
     run_config = tune.RunConfig(
         name=name, storage_path=storage_path, verbose=max(spec.verbose, 0),
@@ -401,6 +412,8 @@ def run_study(spec: StudySpec) -> list[dict]:
                 "config_fields": field_roles(TrainConfig),
                 "trials": total_trials(spec),  # the first phase's, so a watcher knows how far it is
                 **({"confirm": confirm_plan(spec)} if spec.search and spec.confirm else {}),
+                # the analysis reads each dimension's scale here rather than guessing it from the values
+                **({SPACE_KEY: space_json(spec.space.described())} if spec.search and spec.space else {}),
             })
         teachers = prepare_teachers(spec, configs)
         trainable = tune.with_resources(
@@ -438,5 +451,5 @@ def run_phase(spec: StudySpec, trainable) -> None:
 
 def best_row(rows: list[dict]) -> dict | None:
     """The completed trial with the highest val mIoU."""
-    done = [r for r in rows if r.get("status") == res.COMPLETED and math.isfinite(r.get("miou", math.nan))]
+    done = [r for r in rows if r.get("status") == COMPLETED and math.isfinite(r.get("miou", math.nan))]
     return max(done, key=lambda r: r["miou"]) if done else None

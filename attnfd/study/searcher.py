@@ -18,7 +18,7 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from attnfd.study.optuna_study import SEED, STATUS, TUNE_TRIAL_ID, end_status, final_state, mark
-from attnfd.study.trainable import RUNNING
+from attnfd.study_contract import RUNNING
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ range follow from its default for the data set (``option_choices``), and a trial
 reaches the run through ``distill_options`` (``attnfd.distill.spec.options_into_config``).
 
 The space is define-by-run (Optuna's ``trial.suggest_*``) so that it can grow dimensions
-that only some studies search. It is a class at module level because Ray pickles the
+that only some studies search. What it suggests is its description (``described``), the one
+study.json records for the analysis (``attnfd.study_contract``: kind, range, log scale). It is a class at module level because Ray pickles the
 searcher, space included, into the experiment state, and ``--resume`` must unpickle it.
 """
 
@@ -19,6 +20,7 @@ from attnfd.config import ALPHA_SCHEDULES, NORMS, TAP_RELUS, TEACHER_GATES, Conf
 from attnfd.distill.methods import ANY_DATASET, declared_methods
 from attnfd.distill.spec import OPTION_TAP_JOIN, check_option_name, option_text, split_option_name
 from attnfd.names import ALL_TAPS, TAPS
+from attnfd.study_contract import CATEGORICAL, FLOAT, INT, Dimension
 
 
 def layer_subsets(taps: tuple[str, ...] = TAPS, sep: str = ",") -> tuple[str, ...]:
@@ -59,17 +61,17 @@ def option_choices(name: str, taps: tuple[str, ...], dataset: str = ANY_DATASET)
     method, key = split_option_name(name)
     default = declared_methods()[method].default(key, dataset)
     if isinstance(default, bool):
-        return "categorical", (default, not default)
+        return CATEGORICAL, (default, not default)
     if isinstance(default, str):
-        return "categorical", (default, *(t for t in taps if t != default))
+        return CATEGORICAL, (default, *(t for t in taps if t != default))
     if isinstance(default, tuple):
         first = option_value(default)
-        return "categorical", (first, *(s for s in layer_subsets(taps, OPTION_TAP_JOIN) if s != first))
+        return CATEGORICAL, (first, *(s for s in layer_subsets(taps, OPTION_TAP_JOIN) if s != first))
     scale = OPTION_SCALE
-    kind = "int" if isinstance(default, int) else "float"
+    kind = INT if isinstance(default, int) else FLOAT
     if default == 0:
-        return kind, (0, 10) if kind == "int" else (0.0, 1.0)
-    if kind == "int":
+        return kind, (0, 10) if kind == INT else (0.0, 1.0)
+    if kind == INT:
         return kind, (max(1, int(default / scale)), int(default * scale))
     return kind, (default / scale, default * scale)
 
@@ -114,24 +116,34 @@ class SearchSpace:
     @property
     def dimensions(self) -> list[str]:
         """The searched config fields, in the order they are suggested."""
-        return ["alpha", "layers", "alpha_schedule", *("distill" if d == METHOD else d for d in self.extra)]
+        return [d.name for d in self.described()]
 
-    def __call__(self, trial) -> None:
-        trial.suggest_float("alpha", *self.alpha_range, log=True)
-        trial.suggest_categorical("layers", layer_subsets(self.taps))
-        trial.suggest_categorical("alpha_schedule", ALPHA_SCHEDULES)
+    def described(self) -> list[Dimension]:
+        """Each searched config field's kind, range or choices and scale, in the order they are suggested."""
+        low, high = self.alpha_range
+        dims = [Dimension("alpha", FLOAT, low=float(low), high=float(high), log=True),
+                Dimension("layers", CATEGORICAL, choices=layer_subsets(self.taps)),
+                Dimension("alpha_schedule", CATEGORICAL, choices=tuple(ALPHA_SCHEDULES))]
         for name in self.extra:
             if name == METHOD:
-                trial.suggest_categorical("distill", self.methods)
+                dims.append(Dimension("distill", CATEGORICAL, choices=tuple(self.methods)))
             elif name in EXTRA_DIMENSIONS:
-                trial.suggest_categorical(name, EXTRA_DIMENSIONS[name])
+                dims.append(Dimension(name, CATEGORICAL, choices=tuple(EXTRA_DIMENSIONS[name])))
             else:
                 kind, values = option_choices(name, self.taps, self.dataset)
-                if kind == "categorical":
-                    trial.suggest_categorical(name, values)
+                if kind == CATEGORICAL:
+                    dims.append(Dimension(name, CATEGORICAL, choices=tuple(values)))
                 else:
-                    suggest = trial.suggest_int if kind == "int" else trial.suggest_float
-                    suggest(name, *values, log=values[0] > 0)
+                    dims.append(Dimension(name, kind, low=values[0], high=values[1], log=values[0] > 0))
+        return dims
+
+    def __call__(self, trial) -> None:
+        for dim in self.described():
+            if dim.kind == CATEGORICAL:
+                trial.suggest_categorical(dim.name, dim.choices)
+            else:
+                suggest = trial.suggest_int if dim.kind == INT else trial.suggest_float
+                suggest(dim.name, dim.low, dim.high, log=dim.log)
 
     def paper_point(self, paper_alpha: float) -> dict:
         """The paper's setting (all three taps, constant alpha, its gate/norm/ReLU choices),

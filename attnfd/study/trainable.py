@@ -40,9 +40,9 @@ from attnfd.cached_files import damage, locked, move_aside, write_checksum
 from attnfd.config import ConfigError, TrainConfig
 from attnfd.distill.spec import options_into_config, split_option_name
 from attnfd.model_files import teacher_dir
+from attnfd.study_contract import CHECKPOINT_PREFIX, COMPLETED, FAILED, RUNNING, cohort_cell_id
 from attnfd.trainer import RESUME_KEYS, NonFiniteLossError, fit
 
-RUNNING, COMPLETED, STOPPED, FAILED = "running", "completed", "stopped", "failed"
 OBJECTIVE = "objective"
 # written into each reported checkpoint, so a restarted trial knows its best-so-far score
 _OBJECTIVE_FILE = "objective.json"
@@ -88,7 +88,7 @@ def units(trial_id: str, config: dict, result: dict | None = None) -> list[tuple
         row = rows.get(str(index))
         if row is not None:
             row = {**{k: result[k] for k in _TRIAL_KEYS if k in result}, **row}
-        out.append((f"{trial_id}-{index}", {**base, CELL: cell}, row))
+        out.append((cohort_cell_id(trial_id, index), {**base, CELL: cell}, row))
     return out
 
 
@@ -139,8 +139,8 @@ def _older_checkpoints(checkpoint) -> list:
 
 
 def _checkpoint_index(name: str) -> int | None:
-    head, _, tail = name.rpartition("_")
-    return int(tail) if head == "checkpoint" and tail.isdigit() else None
+    tail = name.removeprefix(CHECKPOINT_PREFIX)
+    return int(tail) if tail != name and tail.isdigit() else None
 
 
 def _run_epoch(folder: Path) -> int:
