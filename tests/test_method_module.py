@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import with_teacher
 
 import attnfd.distill
 from attnfd.config import ConfigError, TrainConfig
@@ -83,5 +84,7 @@ def test_a_new_module_trains_through_the_trainer(toy_folder, tiny):
     from attnfd.trainer import fit
 
     assert DISTILLERS["toy"].__module__ == "attnfd.distill.toy"
-    row = fit({**tiny, "distill": "toy", "distill_options": "toy.scale=4", "epochs": 1})
+    values = {**tiny, "distill": "toy", "distill_options": "toy.scale=4", "epochs": 1}
+    with_teacher(values)
+    row = fit(values)
     assert row["loss_toy.logits"] > 0
