@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attnfd.data.layout import IndexPngLabels, SplitIndex, lookup_table, pair_by_stem
-from attnfd.data.spec import DatasetSpec
+from attnfd.data.layout import IndexPngLabels, SplitIndex, existing_root, lookup_table, pair_by_stem
+from attnfd.data.spec import DatasetSpec, poly_recipe
 from attnfd.data.voc import PNG_PALETTE
 from attnfd.errors import ConfigError
 from attnfd.names import IGNORE_INDEX
@@ -58,8 +58,7 @@ class ADE20KLayout(IndexPngLabels):
     train_id_table, allowed_table = lookup_table({OTHER: IGNORE_INDEX, **{k + 1: k for k in range(len(CLASSES))}})
 
     def release_dir(self, root: Path) -> Path:
-        if not root.is_dir():
-            raise ConfigError(f"ade20k: data root not found: {root}")
+        root = existing_root("ade20k", root)
         return root / RELEASE if (root / RELEASE).is_dir() else root
 
     def index(self, root: Path, split: str) -> SplitIndex:
@@ -89,11 +88,7 @@ SPEC = DatasetSpec(
     # momentum 0.9, weight decay 1e-4, poly 0.9 over 40,000 iterations = 40000 * 16 / 20210 = 32
     # epochs, one learning rate for the whole network. AttnFD publishes no alpha for ADE20K: its
     # VOC value, a start for a search
-    preset={
-        "image_size": 512, "output_stride": 16, "head_channels": 256, "aspp_rates": (6, 12, 18), "epochs": 32,
-        "teacher_backbone": "resnet101", "teacher_epochs": 32, "batch_size": 16, "lr": 0.02, "weight_decay": 1e-4,
-        "lr_schedule": "poly", "alpha": 1.0, "workers": 4, "head_lr_mult": 1.0,
-    },
+    preset=poly_recipe(image_size=512, epochs=32, lr=0.02),
     recipe_source="CIRKD (Yang et al., CVPR 2022): train_scripts/train_cirkd/ade20k/deeplabv3_res18.sh, "
                   "train_cirkd.py defaults",
 )

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attnfd.data.layout import IndexPngLabels, SplitIndex, lookup_table, pair_by_stem
-from attnfd.data.spec import DatasetSpec
+from attnfd.data.layout import IndexPngLabels, SplitIndex, existing_root, lookup_table, pair_by_stem
+from attnfd.data.spec import DatasetSpec, poly_recipe
 from attnfd.errors import ConfigError
 from attnfd.names import IGNORE_INDEX
 
@@ -40,8 +40,7 @@ class CamVidLayout(IndexPngLabels):
     train_id_table, allowed_table = lookup_table({**{k: k for k in range(len(CLASSES))}, VOID: IGNORE_INDEX, IGNORE_INDEX: IGNORE_INDEX})
 
     def camvid_dir(self, root: Path) -> Path:
-        if not root.is_dir():
-            raise ConfigError(f"camvid: data root not found: {root}")
+        root = existing_root("camvid", root)
         nested = root / "CamVid"
         return nested if (nested / "train").is_dir() and not (root / "train").is_dir() else root
 
@@ -61,11 +60,7 @@ SPEC = DatasetSpec(
     # momentum 0.9, weight decay 1e-4, poly 0.9 over 40,000 iterations = 40000 * 16 / 367 = 1744
     # epochs, one learning rate for the whole network. AttnFD publishes no alpha for CamVid: its
     # VOC value, a start for a search
-    preset={
-        "image_size": 360, "output_stride": 16, "head_channels": 256, "aspp_rates": (6, 12, 18), "epochs": 1744,
-        "teacher_backbone": "resnet101", "teacher_epochs": 1744, "batch_size": 16, "lr": 0.02, "weight_decay": 1e-4,
-        "lr_schedule": "poly", "alpha": 1.0, "workers": 4, "head_lr_mult": 1.0,
-    },
+    preset=poly_recipe(image_size=360, epochs=1744, lr=0.02),
     recipe_source="CIRKD (Yang et al., CVPR 2022): train_scripts/train_cirkd/camvid/deeplabv3_res18.sh, "
                   "train_cirkd.py defaults",
     how_to_get="CamVid in this layout is the CamVid folder of the SegNet tutorial repository "

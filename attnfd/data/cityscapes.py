@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnfd.data.layout import Sample, SplitIndex, add_pairs, read_index_png
+from attnfd.data.layout import Sample, SplitIndex, add_pairs, existing_root, read_index_png
 from attnfd.data.spec import DatasetSpec
 from attnfd.errors import ConfigError
 
@@ -56,9 +56,7 @@ class CityscapesLayout:
     def index(self, root: Path, split: str) -> SplitIndex:
         if split not in EXPECTED_COUNTS:
             raise ConfigError(f"cityscapes: unknown split {split!r}; use train or val")
-        root = Path(root)
-        if not root.is_dir():
-            raise ConfigError(f"cityscapes: data root not found: {root}")
+        root = existing_root("cityscapes", root)
         image_root, label_root = root / "leftImg8bit" / split, root / "gtFine" / split
         for folder in (image_root, label_root):
             if not folder.is_dir():

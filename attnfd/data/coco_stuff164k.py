@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attnfd.data.layout import IndexPngLabels, SplitIndex, lookup_table, pair_by_stem
-from attnfd.data.spec import DatasetSpec
+from attnfd.data.layout import IndexPngLabels, SplitIndex, existing_root, lookup_table, pair_by_stem
+from attnfd.data.spec import DatasetSpec, poly_recipe
 from attnfd.data.voc import PNG_PALETTE
 from attnfd.errors import ConfigError
 from attnfd.names import IGNORE_INDEX
@@ -71,9 +71,7 @@ class CocoStuff164kLayout(IndexPngLabels):
     def index(self, root: Path, split: str) -> SplitIndex:
         if split not in SPLIT_FOLDERS:
             raise ConfigError(f"coco_stuff164k: unknown split {split!r}; use train or val")
-        root = Path(root)
-        if not root.is_dir():
-            raise ConfigError(f"coco_stuff164k: data root not found: {root}")
+        root = existing_root("coco_stuff164k", root)
         folder = SPLIT_FOLDERS[split]
         return pair_by_stem(self.name, split, root / "images" / folder, root / LABEL_FOLDER / folder, ".jpg", ".png")
 
@@ -103,11 +101,7 @@ SPEC = DatasetSpec(
     # 0.02, momentum 0.9, weight decay 1e-4, poly 0.9 over 80,000 iterations = 80000 * 16 / 118287
     # = 11 epochs, one learning rate for the whole network. AttnFD publishes no alpha for
     # COCO-Stuff: its VOC value, a start for a search
-    preset={
-        "image_size": 512, "output_stride": 16, "head_channels": 256, "aspp_rates": (6, 12, 18), "epochs": 11,
-        "teacher_backbone": "resnet101", "teacher_epochs": 11, "batch_size": 16, "lr": 0.02, "weight_decay": 1e-4,
-        "lr_schedule": "poly", "alpha": 1.0, "workers": 4, "head_lr_mult": 1.0,
-    },
+    preset=poly_recipe(image_size=512, epochs=11, lr=0.02),
     recipe_source="CIRKD (Yang et al., CVPR 2022): train_scripts/train_cirkd/coco_stuff_164k/deeplabv3_res18.sh, "
                   "train_cirkd.py defaults",
 )

@@ -60,6 +60,14 @@ def read_index_png(path: Path) -> np.ndarray:
         return np.array(image, dtype=np.uint8)
 
 
+def existing_root(dataset: str, root) -> Path:
+    """``root`` as a Path, or the one line that says the data set's root is not there."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"{dataset}: data root not found: {root}")
+    return root
+
+
 def stems(folder: Path, suffix: str) -> dict[str, Path]:
     """File name without ``suffix`` -> path, for the files of ``folder`` ending in it."""
     return {name[: -len(suffix)]: folder / name for name in os.listdir(folder) if name.endswith(suffix)}

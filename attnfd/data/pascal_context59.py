@@ -18,8 +18,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from attnfd.data.layout import IndexPngLabels, Sample, SplitIndex, lookup_table
-from attnfd.data.spec import DatasetSpec
+from attnfd.data.layout import IndexPngLabels, Sample, SplitIndex, existing_root, lookup_table
+from attnfd.data.spec import DatasetSpec, poly_recipe
 from attnfd.data.voc import PNG_PALETTE
 from attnfd.errors import ConfigError
 from attnfd.names import IGNORE_INDEX
@@ -55,8 +55,7 @@ class PascalContext59Layout(IndexPngLabels):
     train_id_table, allowed_table = lookup_table({BACKGROUND: IGNORE_INDEX, **{k + 1: k for k in range(len(CLASSES))}})
 
     def voc_dir(self, root: Path) -> Path:
-        if not root.is_dir():
-            raise ConfigError(f"pascal_context59: data root not found: {root}")
+        root = existing_root("pascal_context59", root)
         for candidate in (root / "VOCdevkit" / "VOC2010", root):
             if (candidate / "JPEGImages").is_dir():
                 return candidate
@@ -115,10 +114,6 @@ SPEC = DatasetSpec(
     # 0.004, momentum 0.9, weight decay 1e-4, poly 0.9 over 80,000 iterations = 80000 * 16 / 4998
     # = 256 epochs, one learning rate for the whole network. PFS (Shan 2019) reports on this set
     # but publishes no recipe, nor AttnFD an alpha: its VOC value, a start for a search
-    preset={
-        "image_size": 480, "output_stride": 16, "head_channels": 256, "aspp_rates": (6, 12, 18), "epochs": 256,
-        "teacher_backbone": "resnet101", "teacher_epochs": 256, "batch_size": 16, "lr": 0.004, "weight_decay": 1e-4,
-        "lr_schedule": "poly", "alpha": 1.0, "workers": 4, "head_lr_mult": 1.0,
-    },
+    preset=poly_recipe(image_size=480, epochs=256, lr=0.004),
     recipe_source="mmsegmentation: configs/deeplabv3plus/deeplabv3plus_r101-d8_4xb4-80k_pascal-context-59-480x480.py",
 )

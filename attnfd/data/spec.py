@@ -49,3 +49,16 @@ class DatasetSpec:
     @property
     def reads_files(self) -> bool:
         return self.layout is not None
+
+
+def poly_recipe(image_size: int, epochs: int, lr: float) -> dict[str, Any]:
+    """The recipe the segmentation-distillation codebases (CIRKD, mmsegmentation) share for the
+    data sets AttnFD does not report: DeepLabV3+ at output stride 16 with its full heads, a
+    ResNet-101 teacher trained as long as the student, batch 16, SGD with weight decay 1e-4
+    under a poly schedule, one learning rate for the whole network, and AttnFD's VOC alpha as
+    a start for a search. Each data set gives its crop size, its epochs and its learning rate."""
+    return {
+        "image_size": image_size, "output_stride": 16, "head_channels": 256, "aspp_rates": (6, 12, 18),
+        "epochs": epochs, "teacher_backbone": "resnet101", "teacher_epochs": epochs, "batch_size": 16, "lr": lr,
+        "weight_decay": 1e-4, "lr_schedule": "poly", "alpha": 1.0, "workers": 4, "head_lr_mult": 1.0,
+    }

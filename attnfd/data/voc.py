@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnfd.data.layout import Sample, SplitIndex, read_index_png
+from attnfd.data.layout import Sample, SplitIndex, existing_root, read_index_png
 from attnfd.data.spec import DatasetSpec
 from attnfd.errors import ConfigError
 
@@ -84,8 +84,7 @@ class VOCLayout:
     label_values = "0-20, or 255 for ignore"
 
     def voc_dir(self, root: Path) -> Path:
-        if not root.is_dir():
-            raise ConfigError(f"voc: data root not found: {root}")
+        root = existing_root("voc", root)
         for candidate in (root / "VOCdevkit" / "VOC2012", root):
             if (candidate / "JPEGImages").is_dir():
                 return candidate
