@@ -18,6 +18,8 @@ Each cohort trial's cells keep their own rows (``results/epochs/<trial>-<i>.parq
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import math
 import time
@@ -149,10 +151,10 @@ def probe_step(values: list[dict]) -> StepProbe:
             saved[0] += tensor.numel() * tensor.element_size()
             return tensor
 
+        targets = outputs if config.distilling else None
         with torch.autograd.graph.saved_tensors_hooks(count, lambda tensor: tensor):
-            student.train_step(images, labels, 0, 0, outputs if config.distilling else None)
-        seconds.append(_fastest(lambda: student.train_step(images, labels, 0, 1, outputs if config.distilling else None),
-                                device))
+            student.train_step(images, labels, 0, 0, targets)
+        seconds.append(_fastest(functools.partial(student.train_step, images, labels, 0, 1, targets), device))
         if device.type == "cuda":
             per_student.append(int(torch.cuda.max_memory_allocated(device) - before))
         else:
@@ -234,11 +236,9 @@ def auto_size(spec, cells: list[dict], measure=measure_in_a_trial) -> int:
     values = [trial_values({**spec.trial_base, CELL: c, "seed": spec.seeds[0]}) for c in distinct]
     probe = measure(spec, values)
     # the probe measured each distinct cell once; index its figures by cell
-    probe = StepProbe([probe.student_bytes[position[k]] for k in keys], probe.teacher_bytes, probe.memory,
-                      [probe.student_seconds[position[k]] for k in keys], probe.data_seconds, probe.teacher_seconds,
-                      probe.steps)
-    distilling = [TrainConfig.from_dict(trial_values({**spec.trial_base, CELL: c, "seed": spec.seeds[0]})).distilling
-                  for c in cells]
+    probe = dataclasses.replace(probe, student_bytes=[probe.student_bytes[position[k]] for k in keys],
+                                student_seconds=[probe.student_seconds[position[k]] for k in keys])
+    distilling = [config.distilling for config in cell_configs(spec.trial_base, cells, spec.seeds[0])]
     slots = _slots(spec)
     memory = probe.memory // slots if spec.gpus_per_trial == 0 else probe.memory  # a node's trials share its memory
     fits = max(1, int((memory * FILL - probe.teacher_bytes) // max(probe.student_bytes)))
