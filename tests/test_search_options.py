@@ -78,3 +78,26 @@ def test_a_search_over_kd_temperature(tmp_path, teacher_cache, capsys):
     from attnfd.analysis.search import dimensions
 
     assert "kd.temperature" in dimensions(load_study(Path(storage) / "kdt"))
+
+
+def test_a_search_over_the_method_is_not_refused_as_fixed(tmp_path, monkeypatch):
+    """--search method draws the method; the search's default (AttnFD) must not also fix it."""
+    from attnfd.study import runner
+    from attnfd.study.cli import search_main
+
+    specs = []
+
+    def validate_only(spec):
+        runner.validate(spec)
+        specs.append(spec)
+        return []
+
+    monkeypatch.setattr(runner, "run_study", validate_only)
+    search_main(["--search", "method", "--storage", str(tmp_path), "--name", "m", "--quiet"])
+    (spec,) = specs
+    assert "distill" in spec.space.dimensions and "distill" not in spec.base
+    # the paper's point still distils with AttnFD
+    assert spec.space.paper_point(1.0)["distill"] == "attnfd"
+    # fixing the method while searching it is still refused
+    with pytest.raises(SystemExit):
+        search_main(["--search", "method", "--set", "distill=kd", "--storage", str(tmp_path), "--name", "k", "--quiet"])

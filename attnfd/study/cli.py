@@ -244,13 +244,16 @@ def search_main(argv: list[str] | None = None) -> None:
         alpha_range = _floats(args.alpha_range, "--alpha-range")
         if len(alpha_range) != 2:
             raise ConfigError(f"--alpha-range takes LOW:HIGH, got {args.alpha_range!r}")
-        # the flags' values first: the runner imports torch and ray
-        base = {"distill": "attnfd", **_base(args), "backbone": args.student, "role": "student"}
-        from attnfd.study.runner import StudySpec
         from attnfd.study.space import SearchSpace
 
         space = SearchSpace(alpha_range=tuple(alpha_range), extra=tuple(_names(args.search)),
                             taps=tuple(_names(args.taps)), dataset=args.dataset)
+        # a search distils with AttnFD unless --set distill= says otherwise, or the method is searched
+        distill = {} if "distill" in space.dimensions else {"distill": "attnfd"}
+        # the flags' values first: the runner imports torch and ray
+        base = {**distill, **_base(args), "backbone": args.student, "role": "student"}
+        from attnfd.study.runner import StudySpec
+
         storage = _storage(args)
         name = _study_name(args, storage, SEARCH, f"{SEARCH}-{args.dataset}-{args.student}")
         return StudySpec(protocol=SEARCH, base=base, name=name, space=space, searched=space.dimensions,
