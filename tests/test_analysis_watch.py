@@ -24,20 +24,21 @@ CONFIRM_SEEDS = [1, 2]
 PATIENCE_S = 60
 
 
-def _ctrl_c_as_in_a_terminal() -> None:
-    # a suite started in the background (nohup, `&`) ignores SIGINT, and its children inherit
-    # that, so Python would install no KeyboardInterrupt: give the watcher a terminal's default
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 class Watcher:
     """``ablation.py --watch`` in a subprocess (stdout a pipe, so one plain line per refresh)."""
 
     def __init__(self, folder: Path, every: float = 0.2):
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, "analysis/ablation.py", "--results", str(folder), "--watch",
-                                      str(every)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, preexec_fn=_ctrl_c_as_in_a_terminal)
+        # a suite started in the background (nohup, `&`) ignores SIGINT, a child inherits an
+        # ignored signal, and Python then raises no KeyboardInterrupt: a handled one is reset
+        # to the default in the child, as a terminal's foreground job has it
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            self.proc = subprocess.Popen([sys.executable, "analysis/ablation.py", "--results", str(folder), "--watch",
+                                          str(every)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()

@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from attnfd.errors import ConfigError
 from attnfd.distill.methods import MethodDefaults, declared_methods, method_defaults
+from attnfd.errors import ConfigError
 from attnfd.names import ALL_TAPS
 
 # a tap list inside distill_options (where "," separates the options)
