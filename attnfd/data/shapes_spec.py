@@ -27,7 +27,7 @@ SPEC = DatasetSpec(
     preset={
         "image_size": 48, "train_size": 2048, "val_size": 256, "output_stride": 16, "head_channels": 64,
         "aspp_rates": (1, 2, 3), "epochs": 2, "teacher_backbone": "resnet50", "teacher_epochs": 8, "batch_size": 16,
-        "lr": 0.1, "weight_decay": 1e-4, "alpha": 1.0, "workers": 0, "head_lr_mult": 1.0,
+        "lr": 0.05, "weight_decay": 1e-4, "alpha": 1.0, "workers": 0, "head_lr_mult": 1.0,
         "lr_schedule": "cosine",
     },
     recipe_source="this project's CPU budget (README, \"The embedded benchmark\")",
