@@ -19,7 +19,7 @@ def build(config, split: str):
 SPEC = DatasetSpec(
     name="shapes", classes=CLASSES, palette=PALETTE, build=build,
     # the embedded benchmark on 2 CPU cores (README, "The embedded benchmark"): each epoch is
-    # 2048 new scenes; a student trains for 2 epochs (~60 s alone, ~95 s distilled, one thread),
+    # 2048 new scenes; a student trains for 2 epochs (~50 s alone, ~85 s distilled, one thread),
     # the ResNet-50 teacher for 8 (~6 min on two), once, then cached. The gap between them is
     # budget as much as capacity: from scratch, per image seen, the ResNet-101 learnt this
     # task no faster than the ResNet-18. The head learns at the backbone's rate: the paper's
