@@ -129,7 +129,8 @@ class TrainConfig:
     batch_size: int | None = setting(None, "optimisation")
     lr: float | None = setting(None, "optimisation")
     momentum: float = setting(0.9, "optimisation")
-    nesterov: bool = setting(False, "optimisation")
+    # None: the data set's recipe decides (shapes: Nesterov), plain momentum where it is silent
+    nesterov: bool | None = setting(None, "optimisation")
     weight_decay: float | None = setting(None, "optimisation")
     head_lr_mult: float | None = setting(None, "optimisation")
     # the data set's recipe: cosine (the AttnFD paper) for voc, cityscapes and shapes, poly for the
@@ -219,6 +220,8 @@ class TrainConfig:
         for key, value in {**preset, **RECIPE_PRESETS.get(c.recipe, {})}.items():
             if getattr(c, key) is None:
                 setattr(c, key, value)
+        if c.nesterov is None:
+            c.nesterov = False
         if c.backbone is None:
             c.backbone = c.teacher_backbone if c.role == "teacher" else "resnet18"
         from attnfd.distill.spec import default_alpha, split_layers

@@ -17,12 +17,15 @@ def teacher_name(values: dict) -> str:
 
 # the cache folders of teachers trained before the config had sections: each must still be found
 @pytest.mark.parametrize("values, name", [
-    # the shapes recipe's lr was 0.1 when these were cached; its default teacher since lr 0.05
-    ({"distill": "attnfd"}, "shapes-resnet50-ea0e5cf6f68f10b2"),
-    ({"distill": "attnfd", "lr": 0.1}, "shapes-resnet50-caa70acd75811f98"),
+    # the shapes recipe's lr was 0.1 and its momentum plain when these were cached; its
+    # default teacher since lr 0.05 and Nesterov (the last), and its lr-0.05 one before that
+    ({"distill": "attnfd"}, "shapes-resnet50-99451263f124bc26"),
+    ({"distill": "attnfd", "nesterov": False}, "shapes-resnet50-ea0e5cf6f68f10b2"),
+    ({"distill": "attnfd", "lr": 0.1, "nesterov": False}, "shapes-resnet50-caa70acd75811f98"),
     ({"distill": "attnfd", "recipe": "official", "lr": 0.1}, "shapes-resnet50-dfa35a7ea907fa2c"),
-    ({"distill": "attnfd", "multi_grid": True, "lr": 0.1}, "shapes-resnet50-648c85ba252ee52d"),
-    ({"distill": "kd", "teacher_backbone": "resnet101", "teacher_epochs": 3, "teacher_seed": 2, "threads": 3, "lr": 0.1},
+    ({"distill": "attnfd", "multi_grid": True, "lr": 0.1, "nesterov": False}, "shapes-resnet50-648c85ba252ee52d"),
+    ({"distill": "kd", "teacher_backbone": "resnet101", "teacher_epochs": 3, "teacher_seed": 2, "threads": 3, "lr": 0.1,
+      "nesterov": False},
      "shapes-resnet101-7cb25ae2318f7282"),
     ({"distill": "attnfd", "dataset": "voc", "data_root": "/nonexistent/voc"}, "voc-resnet101-d6d07a3d45ba031b"),
     ({"distill": "attnfd", "dataset": "voc", "data_root": "/x", "voc_train_split": "train", "recipe": "official"},
@@ -30,7 +33,7 @@ def teacher_name(values: dict) -> str:
     ({"distill": "attnfd", "dataset": "cityscapes", "data_root": "/x", "lr_batch_reference": 6, "eval_every": 3},
      "cityscapes-resnet101-731257efbc9b8ebb"),
     ({"distill": "at", "teacher_backbone": "mobilenet_v2", "mobilenet_dilation": "last_block", "fixed_padding": True,
-      "amp": False, "device": "cpu", "lr": 0.1}, "shapes-mobilenet_v2-f347032b1611fc9d"),
+      "amp": False, "device": "cpu", "lr": 0.1, "nesterov": False}, "shapes-mobilenet_v2-f347032b1611fc9d"),
 ])
 def test_teacher_keys_are_those_of_the_teachers_already_cached(values, name):
     assert teacher_name(values) == name
